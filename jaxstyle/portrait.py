@@ -1,0 +1,211 @@
+"""The portrait style-transfer program (Berezin & Volkova): one pure function, one XLA program.
+
+    content ─ VGG ─┬─ SegNet decoder ─ sigmoid ─ feather ──────────────────────────────┐ mask m
+                   ├─ relu4_1, relu5_1 ─┐                                               │
+    style ─── VGG ─┴─ relu4_1, relu5_1 ─┴─ sanet4_1, sanet5_1 (attention computed once) │
+                                          ├─ W_bg     merge ─ α_bg  ─┐                   │
+                                          └─ W_person merge ─ α_person ┴─ decoder (one batch)
+                                                                        └─ m·person + (1−m)·background
+
+The content's VGG features are computed once and feed both SegNet and the two transfers; the attention
+of each SANet level is computed once and shared by both regions, which differ only in their (W1, W2)
+weighting, merge conv and α. ``mode="plain"`` is SANet as published (one region, no mask).
+
+Numeric controls (W1, W2, α per region) are traced arguments, so changing them never recompiles;
+the program compiles once per (shape, mode).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxstyle import decoder as decoder_lib
+from jaxstyle import segnet as segnet_lib
+from jaxstyle import vgg as vgg_lib
+from jaxstyle.sanet import Transform
+
+Params = dict[str, Any]   # {"encoder"|"transform"|"decoder"|"segnet"[|"segnet_encoder"]: flax variables}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture of every network in the program (data: see ``MODEL_CONFIGS``)."""
+  encoder_blocks: tuple = vgg_lib.VGG19_BLOCKS
+  preprocess: str = "caffe"            # caffe | torchvision | normalised (vgg.py)
+  transform_channels: int = 512
+  decoder_layers: tuple = decoder_lib.DECODER_LAYERS
+  segnet: str = "shared"               # key of segnet.SEGNET_CONFIGS
+  attention_chunk: int = 4096          # query rows per attention block
+  formulation: str = "auto"            # conv formulation (conv.py)
+  dtype: str = "float32"               # compute dtype; params stay float32
+
+
+MODEL_CONFIGS = {
+    # ImageNet VGG-19 (Caffe convention) + this project's trained decoder/transform/SegNet.
+    "default": ModelConfig(),
+    # Checkpoints of the published SANet code (vgg_normalised.pth, decoder/transformer_iter_*.pth).
+    "sanet_published": ModelConfig(preprocess="normalised"),
+    # Tiny widths for tests.
+    "tiny": ModelConfig(encoder_blocks=vgg_lib.TINY_BLOCKS, transform_channels=16,
+                        decoder_layers=decoder_lib.TINY_DECODER_LAYERS, segnet="tiny"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Controls:
+  """Per-region style controls. Background: style-dominant; person: content-dominant.
+
+  ``Res = W1·sanet4_1 + W2·sanet5_1``: relu5_1 attention moves large, global structures of the style,
+  relu4_1 attention local texture. The person keeps all of the local texture but little of the global
+  re-arrangement and is mixed back toward the content features by α (feature-space, AdaIN-style).
+  """
+  w1_background: float = 1.0
+  w2_background: float = 1.0
+  alpha_background: float = 1.0
+  w1_person: float = 1.0
+  w2_person: float = 0.2
+  alpha_person: float = 0.6
+
+  def as_array(self) -> np.ndarray:
+    """Rows (background, person) of (W1, W2, α)."""
+    return np.array([[self.w1_background, self.w2_background, self.alpha_background],
+                     [self.w1_person, self.w2_person, self.alpha_person]], np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Modules:
+  encoder: vgg_lib.VGG
+  transform: Transform
+  decoder: decoder_lib.Decoder
+  segnet: segnet_lib.SegNetDecoder
+  segnet_encoder: vgg_lib.VGG | None
+
+
+def build(cfg: ModelConfig) -> Modules:
+  dtype = jnp.dtype(cfg.dtype)
+  kw = dict(formulation=cfg.formulation, dtype=dtype)
+  seg_cfg = segnet_lib.SEGNET_CONFIGS[cfg.segnet]
+  return Modules(
+      encoder=vgg_lib.VGG(cfg.encoder_blocks, cfg.preprocess, "relu5_1", **kw),
+      transform=Transform(cfg.transform_channels, cfg.attention_chunk, **kw),
+      decoder=decoder_lib.Decoder(cfg.decoder_layers, **kw),
+      segnet=segnet_lib.SegNetDecoder(seg_cfg, **kw),
+      segnet_encoder=(vgg_lib.VGG(vgg_lib.VGG16_BLOCKS, cfg.preprocess, "pool5", **kw)
+                      if seg_cfg.encoder == "vgg16" else None),
+  )
+
+
+def init_params(cfg: ModelConfig, rng: jax.Array, hw: tuple[int, int] = (64, 64)) -> Params:
+  """Random float32 variables of every network (shapes do not depend on ``hw``)."""
+  m = build(cfg)
+  keys = jax.random.split(rng, 5)
+  x = jnp.zeros((1, *hw, 3), jnp.float32)
+  feats = m.encoder.init(keys[0], x)
+  f = m.encoder.apply(feats, x)
+  params = {
+      "encoder": feats,
+      "transform": m.transform.init(keys[1], f["relu4_1"], f["relu4_1"], f["relu5_1"], f["relu5_1"],
+                                    jnp.ones((1, 2))),
+      "decoder": m.decoder.init(keys[2], f["relu4_1"]),
+  }
+  if m.segnet_encoder is not None:
+    params["segnet_encoder"] = m.segnet_encoder.init(keys[3], x)
+    f = m.segnet_encoder.apply(params["segnet_encoder"], x)
+  params["segnet"] = m.segnet.init(keys[4], f, hw)
+  return params
+
+
+def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
+  """Separable Gaussian blur of ``[B, H, W]`` with edge-replicated borders."""
+  radius = int(math.ceil(3 * sigma))
+  if radius < 1:
+    return x
+  taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+  taps = jnp.asarray(taps / taps.sum(), x.dtype)
+  x = jnp.pad(x, ((0, 0), (radius, radius), (radius, radius)), mode="edge")[..., None]
+  x = jax.lax.conv_general_dilated(x, taps.reshape(-1, 1, 1, 1), (1, 1), "VALID",
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  x = jax.lax.conv_general_dilated(x, taps.reshape(1, -1, 1, 1), (1, 1), "VALID",
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return x[..., 0]
+
+
+def person_logits(params: Params, cfg: ModelConfig, content: jax.Array, content_feats: dict) -> jax.Array:
+  """SegNet person logits ``[B, H, W]``; reuses the content VGG pass unless the config has its own."""
+  m = build(cfg)
+  feats = content_feats
+  if m.segnet_encoder is not None:
+    feats = m.segnet_encoder.apply(params["segnet_encoder"], content)
+  return m.segnet.apply(params["segnet"], feats, content.shape[1:3])
+
+
+def preserve_color(out: jax.Array, content: jax.Array) -> jax.Array:
+  """Keeps the content's chroma (YIQ I, Q) and the output's luminance (Gatys et al. 2016)."""
+  rgb2yiq = jnp.asarray([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+  yiq_out, yiq_c = out @ rgb2yiq.T, content @ rgb2yiq.T
+  yiq = jnp.concatenate([yiq_out[..., :1], yiq_c[..., 1:]], axis=-1)
+  return yiq @ jnp.linalg.inv(rgb2yiq).T
+
+
+def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.Array,
+            mask: jax.Array | None = None, *, cfg: ModelConfig, mode: str = "portrait",
+            feather: float = 0.01, keep_color: bool = False) -> dict[str, jax.Array]:
+  """Stylises ``content [B, H, W, 3]`` with ``style [B, Hs, Ws, 3]`` (both RGB in [0, 1]).
+
+  ``controls`` is ``Controls.as_array()``; ``mask [B, H, W]`` in [0, 1] replaces SegNet when given;
+  ``feather`` is the Gaussian σ of the mask edge as a fraction of the longer image side.
+  Returns ``image`` and, in portrait mode, ``mask``, ``background`` and ``person`` (all [0, 1]).
+  """
+  if mode not in ("portrait", "plain"):
+    raise ValueError(f"mode must be 'portrait' or 'plain', not {mode!r}")
+  m = build(cfg)
+  hw = content.shape[1:3]
+  content_feats = m.encoder.apply(params["encoder"], content)
+  style_feats = m.encoder.apply(params["encoder"], style)
+  regions = 2 if mode == "portrait" else 1
+  controls = controls[:regions].astype(jnp.float32)
+  c4 = content_feats["relu4_1"]
+  t = m.transform.apply(params["transform"], c4, style_feats["relu4_1"], content_feats["relu5_1"],
+                        style_feats["relu5_1"], controls[:, :2])
+  alpha = controls[:, 2, None, None, None, None].astype(t.dtype)
+  t = alpha * t + (1 - alpha) * c4.astype(t.dtype)[None]
+  images = m.decoder.apply(params["decoder"], t.reshape(-1, *t.shape[2:]), hw)
+  images = jnp.clip(images.astype(jnp.float32), 0, 1).reshape(regions, -1, *hw, 3)
+  if keep_color:
+    images = jnp.clip(preserve_color(images, content.astype(jnp.float32)[None]), 0, 1)
+  if mode == "plain":
+    return {"image": images[0]}
+  if mask is None:
+    mask = jax.nn.sigmoid(person_logits(params, cfg, content, content_feats))
+  mask = gaussian_blur(mask.astype(jnp.float32), feather * max(hw))
+  image = mask[..., None] * images[1] + (1 - mask[..., None]) * images[0]
+  return {"image": image, "mask": mask, "background": images[0], "person": images[1]}
+
+
+def data_mesh(devices=None) -> jax.sharding.Mesh:
+  """A 1-D mesh over all (or the given) devices with the axis ``data``."""
+  devices = np.asarray(jax.devices() if devices is None else devices)
+  return jax.sharding.Mesh(devices, ("data",))
+
+
+def make_program(cfg: ModelConfig, mesh: jax.sharding.Mesh, *, mode: str = "portrait",
+                 feather: float = 0.01, keep_color: bool = False, with_mask: bool = False):
+  """``stylize`` jitted as one program, batch-parallel over the mesh's ``data`` axis.
+
+  Params and controls are replicated; content, style, mask and every output are sharded on the batch
+  axis, whose size must be a multiple of the mesh size.
+  """
+  batch, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  fn = functools.partial(stylize, cfg=cfg, mode=mode, feather=feather, keep_color=keep_color)
+  if with_mask:
+    return jax.jit(fn, in_shardings=(replicated, batch, batch, replicated, batch),
+                   out_shardings=batch)
+  return jax.jit(lambda p, c, s, k: fn(p, c, s, k), in_shardings=(replicated, batch, batch, replicated),
+                 out_shardings=batch)

@@ -1,0 +1,76 @@
+"""SegNet (Badrinarayanan et al. 2017) person segmentation: a decoder that unpools with max-pool indices.
+
+SegNet's decoder upsamples by putting each value back where its encoder max-pool found the maximum
+(``vgg.max_unpool``), then convolves. Two configurations (``SEGNET_CONFIGS``):
+
+- ``"shared"`` (default, this project's departure): the encoder is the frozen ImageNet VGG-19 pass the
+  content image already makes for style transfer, up to relu5_1 — segmentation costs no second VGG pass.
+  Four unpool stages (pool4..pool1 indices), two 3×3 convs each, no normalisation, ~4.7 M params; only the
+  decoder is trained.
+- ``"vgg16_bn"`` (the original): a separate VGG-16 encoder (13 convs) to pool5 and a mirrored 13-conv
+  decoder with five unpool stages and batch norm after every conv but the last; encoder and decoder trained.
+
+Both output one person logit per pixel at the input resolution.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from jaxstyle.conv import Conv
+from jaxstyle.vgg import max_unpool
+
+
+@dataclasses.dataclass(frozen=True)
+class SegNetConfig:
+  encoder: str                                   # "shared" (content VGG pass) or "vgg16" (own encoder)
+  start: str                                     # encoder feature the decoder starts from
+  stages: Sequence[tuple[int, Sequence[int]]]    # (pool level to unpool with, conv widths after it)
+  batch_norm: bool
+
+
+SEGNET_CONFIGS = {
+    "shared": SegNetConfig("shared", "relu5_1",
+                           ((4, (512, 256)), (3, (256, 128)), (2, (128, 64)), (1, (64, 1))), False),
+    "vgg16_bn": SegNetConfig("vgg16", "pool5",
+                             ((5, (512, 512, 512)), (4, (512, 512, 256)), (3, (256, 256, 128)),
+                              (2, (128, 64)), (1, (64, 1))), True),
+    "tiny": SegNetConfig("shared", "relu5_1", ((4, (8,)), (3, (8,)), (2, (4,)), (1, (4, 1))), False),
+}
+
+
+def pooled_hw(hw: tuple[int, int], level: int) -> tuple[int, int]:
+  """Spatial size at the input of max-pool ``level`` (1-based) for an ``hw`` image, ceil-mode pools."""
+  h, w = hw
+  for _ in range(level - 1):
+    h, w = -(-h // 2), -(-w // 2)
+  return h, w
+
+
+class SegNetDecoder(nn.Module):
+  config: SegNetConfig = SEGNET_CONFIGS["shared"]
+  formulation: str = "auto"
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: dict[str, jax.Array], image_hw: tuple[int, int],
+               train: bool = False) -> jax.Array:
+    conv = functools.partial(Conv, padding="zero", formulation=self.formulation, dtype=self.dtype)
+    x = features[self.config.start].astype(self.dtype)
+    n_stages = len(self.config.stages)
+    for s, (level, widths) in enumerate(self.config.stages):
+      x = max_unpool(x, features[f"pool{level}_indices"], pooled_hw(image_hw, level))
+      for i, width in enumerate(widths):
+        x = conv(width, name=f"unpool{level}_conv{i + 1}")(x)
+        if s == n_stages - 1 and i == len(widths) - 1:
+          break
+        if self.config.batch_norm:
+          x = nn.BatchNorm(use_running_average=not train, dtype=self.dtype,
+                           name=f"unpool{level}_bn{i + 1}")(x)
+        x = nn.relu(x)
+    return x[..., 0].astype(jnp.float32)
