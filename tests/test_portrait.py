@@ -1,0 +1,107 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxstyle import portrait
+
+CFG = portrait.MODEL_CONFIGS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def setup():
+  params = portrait.init_params(CFG, jax.random.key(0))
+  content = jax.random.uniform(jax.random.key(1), (2, 37, 45, 3))
+  style = jax.random.uniform(jax.random.key(2), (2, 29, 33, 3))
+  return params, content, style
+
+
+def run(setup, controls, **kw):
+  params, content, style = setup
+  return portrait.stylize(params, content, style, jnp.asarray(controls.as_array()), cfg=CFG, **kw)
+
+
+def test_shapes_and_ranges(setup):
+  out = run(setup, portrait.Controls())
+  assert out["image"].shape == (2, 37, 45, 3) and out["mask"].shape == (2, 37, 45)
+  for k in ("image", "mask", "background", "person"):
+    assert float(out[k].min()) >= 0 and float(out[k].max()) <= 1
+
+
+def test_plain_mode_equals_background_with_published_weights(setup):
+  plain = run(setup, portrait.Controls(), mode="plain")["image"]
+  both = run(setup, portrait.Controls())
+  np.testing.assert_allclose(plain, both["background"], atol=1e-5)
+
+
+def test_mask_selects_region(setup):
+  params, content, style = setup
+  controls = jnp.asarray(portrait.Controls().as_array())
+  kw = dict(cfg=CFG, feather=0.0)
+  zeros, ones = jnp.zeros(content.shape[:3]), jnp.ones(content.shape[:3])
+  bg = portrait.stylize(params, content, style, controls, zeros, **kw)
+  person = portrait.stylize(params, content, style, controls, ones, **kw)
+  np.testing.assert_allclose(bg["image"], bg["background"], atol=1e-6)
+  np.testing.assert_allclose(person["image"], person["person"], atol=1e-6)
+  assert float(jnp.abs(bg["background"] - bg["person"]).max()) > 1e-4  # regions do differ
+
+
+def test_equal_controls_make_mask_irrelevant(setup):
+  same = portrait.Controls(w1_person=1.0, w2_person=1.0, alpha_person=1.0)
+  out = run(setup, same)
+  np.testing.assert_allclose(out["image"], run(setup, same, mode="plain")["image"], atol=1e-5)
+
+
+def test_alpha_zero_person_reconstructs_content_features(setup):
+  """α_person = 0 decodes the content's own relu4_1, independent of the style."""
+  params, content, style = setup
+  controls = jnp.asarray(portrait.Controls(alpha_person=0.0).as_array())
+  a = portrait.stylize(params, content, style, controls, cfg=CFG)["person"]
+  b = portrait.stylize(params, content, style[::-1], controls, cfg=CFG)["person"]
+  np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_gaussian_blur_keeps_constants_and_mass():
+  x = jnp.full((1, 20, 30), 0.7)
+  np.testing.assert_allclose(portrait.gaussian_blur(x, 2.0), x, rtol=1e-6)
+  spot = jnp.zeros((1, 21, 21)).at[0, 10, 10].set(1.0)
+  blurred = portrait.gaussian_blur(spot, 1.5)
+  np.testing.assert_allclose(float(blurred.sum()), 1.0, rtol=1e-5)
+  assert float(blurred[0, 10, 10]) < 0.2
+
+
+def test_preserve_color_keeps_content_chroma():
+  rng = np.random.default_rng(0)
+  out, content = (jnp.asarray(rng.uniform(size=(1, 4, 4, 3)), jnp.float32) for _ in range(2))
+  mixed = portrait.preserve_color(out, content)
+  lum = lambda x: x @ jnp.asarray([0.299, 0.587, 0.114])
+  np.testing.assert_allclose(lum(mixed), lum(out), atol=1e-5)
+  grey = jnp.full((1, 4, 4, 3), 0.5)
+  np.testing.assert_allclose(portrait.preserve_color(out, grey), jnp.repeat(lum(out)[..., None], 3, -1),
+                             atol=1e-5)
+
+
+def test_program_compiles_once_for_new_controls(setup):
+  params, content, style = setup
+  program = portrait.make_program(CFG, portrait.data_mesh(jax.devices()[:1]))
+  a = program(params, content, style, portrait.Controls().as_array())
+  b = program(params, content, style, portrait.Controls(alpha_person=0.1).as_array())
+  assert program._cache_size() == 1
+  assert not np.allclose(a["person"], b["person"])
+
+
+def test_bfloat16_compute_close_to_float32(setup):
+  params, content, style = setup
+  bf16 = portrait.ModelConfig(**{**CFG.__dict__, "dtype": "bfloat16"})
+  controls = jnp.asarray(portrait.Controls().as_array())
+  a = portrait.stylize(params, content, style, controls, cfg=CFG)["image"]
+  b = portrait.stylize(params, content, style, controls, cfg=bf16)["image"]
+  assert b.dtype == jnp.float32
+  assert float(jnp.abs(a - b).mean()) < 0.02
+
+
+def test_default_model_param_counts_pinned():
+  shapes = jax.eval_shape(lambda: portrait.init_params(portrait.MODEL_CONFIGS["default"], jax.random.key(0)))
+  counts = {k: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(v)) for k, v in shapes.items()}
+  assert counts == {"encoder": 12_944_960, "transform": 4_461_056, "decoder": 3_505_219,
+                    "segnet": 4_683_713}
