@@ -102,6 +102,7 @@ def build(cfg: ModelConfig) -> Modules:
   )
 
 
+@functools.partial(jax.jit, static_argnames=("cfg", "hw"))
 def init_params(cfg: ModelConfig, rng: jax.Array, hw: tuple[int, int] = (64, 64)) -> Params:
   """Random float32 variables of every network (shapes do not depend on ``hw``)."""
   m = build(cfg)

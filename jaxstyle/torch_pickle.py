@@ -73,8 +73,8 @@ class TorchFileError(ValueError):
 
 
 class _Inert:
-  """Base of the stand-ins ``find_class`` returns: immutable and without ``__dict__``, so the pickle's
-  BUILD opcode cannot set state on them."""
+  """Base of the stand-ins ``find_class`` returns: immutable, no ``__dict__``, and the pickle's BUILD
+  opcode (which calls ``__setstate__``) is refused."""
   __slots__ = ()
 
   def __setattr__(self, name, value):
@@ -83,24 +83,12 @@ class _Inert:
   def __delattr__(self, name):
     raise UnsafePickleError(f"pickle tried to delete {name!r} on {self!r}")
 
-
-class StorageType(_Inert):
-  """``torch.<Name>Storage``: only a marker of the element dtype inside a storage's persistent id."""
-  __slots__ = ("name", "dtype")
-
-  def __init__(self, name: str, dtype: np.dtype):
-    object.__setattr__(self, "name", name)
-    object.__setattr__(self, "dtype", dtype)
-
-  def __repr__(self):
-    return f"torch.{self.name}"
-
-  def __call__(self, *args):
-    raise UnsafePickleError(f"pickle tried to call {self!r}; storages come only from persistent ids")
+  def __setstate__(self, state):
+    raise UnsafePickleError(f"pickle tried to set state on {self!r}")
 
 
-class TorchDtype(_Inert):
-  """``torch.<dtype>``: an element type argument of ``_rebuild_tensor_v3``."""
+class _TypeMarker(_Inert):
+  """A global that only names an element type; calling it is refused."""
   __slots__ = ("name", "dtype")
 
   def __init__(self, name: str, dtype: np.dtype):
@@ -114,8 +102,18 @@ class TorchDtype(_Inert):
     raise UnsafePickleError(f"pickle tried to call {self!r}")
 
 
+class StorageType(_TypeMarker):
+  """``torch.<Name>Storage``: the element type inside a storage's persistent id."""
+  __slots__ = ()
+
+
+class TorchDtype(_TypeMarker):
+  """``torch.<dtype>``: the element type argument of ``_rebuild_tensor_v3``."""
+  __slots__ = ()
+
+
 class _Function(_Inert):
-  """An allow-listed callable global, e.g. ``torch._utils._rebuild_tensor_v2`` -> ``rebuild_tensor``."""
+  """An allow-listed callable global, e.g. ``torch._utils._rebuild_tensor_v2``, run as our ``fn``."""
   __slots__ = ("name", "fn")
 
   def __init__(self, name: str, fn: Callable):
@@ -326,7 +324,7 @@ def _load_legacy(f: BinaryIO) -> Any:
     del location
     dtype = storage_type.dtype
     if key not in buffers:
-      if numel * dtype.itemsize > file_size:
+      if numel * dtype.itemsize + sum(b.nbytes for b in buffers.values()) > file_size:
         raise TorchFileError(f"storage {key} claims {numel} × {dtype}, more than the file holds")
       buffers[key] = np.zeros(numel, dtype)
     elif buffers[key].dtype != dtype:

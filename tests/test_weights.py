@@ -1,0 +1,85 @@
+"""jaxstyle.weights: the safetensors + MANIFEST.json weights folder."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxstyle import portrait, weights
+from jaxstyle.weights import WeightsError
+
+
+@pytest.fixture(scope="module")
+def params():
+  """Random float32 values in the tree of every network of the tiny config (shapes by eval_shape)."""
+  shapes = jax.eval_shape(lambda: portrait.init_params(portrait.MODEL_CONFIGS["tiny"], jax.random.key(0),
+                                                       hw=(32, 32)))
+  rng = np.random.default_rng(0)
+  return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
+
+
+def assert_trees_equal(a, b, **tol):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, **tol), a, b)
+
+
+def test_round_trip_float32(tmp_path, params):
+  manifest = weights.save(tmp_path, params, "tiny", dtype="float32", include_encoder=True,
+                          meta={"note": "test"})
+  loaded, read_manifest = weights.load(tmp_path)
+  assert read_manifest == manifest
+  assert manifest["format"] == weights.FORMAT and manifest["encoder"] == "file"
+  assert set(manifest["files"]) == {f"{k}.safetensors" for k in params}
+  for fname, info in manifest["files"].items():
+    assert info["sha256"] == weights.sha256_file(tmp_path / fname) and info["dtype"] == "float32"
+    assert info["params"] == sum(x.size for x in jax.tree.leaves(params[fname.split(".")[0]]))
+  assert all(x.dtype == np.float32 for x in jax.tree.leaves(loaded))
+  assert_trees_equal(loaded, params, rtol=0, atol=0)
+
+
+def test_round_trip_float16_without_encoder(tmp_path, params):
+  manifest = weights.save(tmp_path, params, "tiny")
+  assert manifest["encoder"] == "imagenet_vgg19" and "encoder.safetensors" not in manifest["files"]
+  assert not (tmp_path / "encoder.safetensors").exists()
+  loaded, _ = weights.load(tmp_path)
+  assert set(loaded) == set(params) - {"encoder"}
+  assert all(x.dtype == np.float32 for x in jax.tree.leaves(loaded))
+  expected = jax.tree.map(lambda x: x.astype(np.float16).astype(np.float32),
+                          {k: v for k, v in params.items() if k != "encoder"})
+  assert_trees_equal(loaded, expected, rtol=0, atol=0)
+  # Keys are '/'-joined flax paths.
+  from safetensors.numpy import load_file
+  assert "params/conv4_1/kernel" in load_file(tmp_path / "decoder.safetensors")
+
+
+def test_sha256_mismatch_is_detected(tmp_path, params):
+  weights.save(tmp_path, params, "tiny")
+  path = tmp_path / "decoder.safetensors"
+  data = bytearray(path.read_bytes())
+  data[-1] ^= 0x01                                  # one flipped bit in a tensor value
+  path.write_bytes(bytes(data))
+  with pytest.raises(WeightsError, match=r"decoder\.safetensors: sha256 .* does not match"):
+    weights.load(tmp_path)
+
+
+def test_broken_folders(tmp_path, params):
+  with pytest.raises(WeightsError, match="no MANIFEST.json"):
+    weights.load(tmp_path)
+  weights.save(tmp_path, params, "tiny")
+  (tmp_path / "segnet.safetensors").unlink()
+  with pytest.raises(WeightsError, match="listed in MANIFEST.json but missing"):
+    weights.load(tmp_path)
+  manifest = json.loads((tmp_path / weights.MANIFEST).read_text())
+  (tmp_path / weights.MANIFEST).write_text(json.dumps({**manifest, "format": "other/9"}))
+  with pytest.raises(WeightsError, match="format 'other/9'"):
+    weights.load(tmp_path)
+  (tmp_path / weights.MANIFEST).write_text("{not json")
+  with pytest.raises(WeightsError, match="not valid JSON"):
+    weights.load(tmp_path)
+
+
+def test_save_leaves_no_temporary_files(tmp_path, params):
+  weights.save(tmp_path, params, "tiny")
+  weights.save(tmp_path, params, "tiny")            # overwrite in place
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+      [weights.MANIFEST] + [f"{k}.safetensors" for k in params if k != "encoder"])
