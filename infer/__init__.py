@@ -1,0 +1,1 @@
+"""Command-line inference: ``python -m infer.portrait``."""

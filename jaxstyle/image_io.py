@@ -1,0 +1,229 @@
+"""Image files in and out: every way a user's file can be odd becomes a float array or one ``ImageError``.
+
+``load_image`` returns float32 ``[H, W, 3]`` RGB in [0, 1] for any file Pillow can decode:
+
+- EXIF orientation is applied (a phone portrait comes out upright, width and height swapped);
+- transparency (RGBA, LA, PA, palette or colour-key transparency) is composited on **white**: cut-out
+  portraits are made to be shown on white (viewers, browsers, documents do so), and black would read to
+  SegNet and the style transfer as a dark backdrop that is not in the picture;
+- grayscale, bilevel, palette, CMYK and YCbCr become RGB; 16-bit ('I;16*') and 32-bit integer ('I') data
+  are scaled from 65535 (not clipped to 255, as ``convert("RGB")`` would), float ('F') data is taken as
+  [0, 1];
+- resizing to a longest side of ``max_side`` is LANCZOS on float data (no 8-bit round trip), aspect kept.
+
+Files are decoded fully (``Image.load``) inside the error handling, with
+``ImageFile.LOAD_TRUNCATED_IMAGES`` left False, so truncated or corrupt files fail here and not half-grey later. The pixel count is checked
+against an explicit limit from the header, before any decoding (PIL's own DecompressionBombWarning is
+raised as an error too; where its global limit is lower, it wins).
+
+``save_image_atomic`` writes through a temporary file in the target folder and ``os.replace``, so an
+interrupted run never leaves a half-written image, and refuses to write over any input.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from PIL import Image, ImageOps
+
+MAX_PIXELS = 64_000_000   # 64 MP: a 9000×7000 photo fits; a crafted 100 000² header does not
+MIN_SIDE = 16             # relu5_1 is 1/16 of the image: anything smaller has no features there
+RESAMPLE_IMAGE = Image.Resampling.LANCZOS
+RESAMPLE_MASK = Image.Resampling.BILINEAR   # no ringing at mask edges
+PathLike = str | os.PathLike
+
+
+class ImageError(Exception):
+  """An image file that cannot be read or written; the message is one line naming the file."""
+
+
+def _one_line(e: BaseException) -> str:
+  return " ".join(str(e).split()) or type(e).__name__
+
+
+def _open(path: PathLike, max_pixels: int) -> Image.Image:
+  """Opens and fully decodes ``path`` with EXIF orientation applied, or raises ``ImageError``."""
+  path = Path(path)
+  if not path.exists():
+    raise ImageError(f"{path}: no such file")
+  if path.is_dir():
+    raise ImageError(f"{path}: is a directory, not an image file")
+  try:
+    if path.stat().st_size == 0:
+      raise ImageError(f"{path}: is empty (0 bytes)")
+    with warnings.catch_warnings():
+      warnings.simplefilter("error", Image.DecompressionBombWarning)
+      with Image.open(path) as img:   # reads the header only
+        w, h = img.size
+        if w * h > max_pixels:
+          raise ImageError(f"{path}: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the limit of "
+                           f"{max_pixels / 1e6:g} MP (a decompression bomb or a very large image)")
+        img.load()                    # full decode: truncated or corrupt data fails here
+        return ImageOps.exif_transpose(img)   # a copy, upright
+  except ImageError:
+    raise
+  except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+    raise ImageError(f"{path}: decompression bomb: {_one_line(e)}") from None
+  except Image.UnidentifiedImageError:
+    raise ImageError(f"{path}: not an image file (Pillow cannot identify it)") from None
+  except PermissionError:
+    raise ImageError(f"{path}: permission denied") from None
+  except Exception as e:  # Pillow's decoders raise OSError, SyntaxError, ValueError, EOFError, ...
+    raise ImageError(f"{path}: truncated or corrupt image ({_one_line(e)})") from None
+
+
+def _high_depth_gray(img: Image.Image) -> np.ndarray | None:
+  """``[H, W]`` in [0, 1] for 16/32-bit integer and float images, else None."""
+  if img.mode.startswith("I;16") or img.mode == "I":
+    return np.clip(np.asarray(img).astype(np.float32) / 65535.0, 0.0, 1.0)
+  if img.mode == "F":
+    return np.clip(np.asarray(img, np.float32), 0.0, 1.0)
+  return None
+
+
+def _rgba(img: Image.Image, path: PathLike) -> np.ndarray:
+  """``[H, W, 4]`` float32 RGBA in [0, 1] of any mode (alpha 1 where the image has none)."""
+  gray = _high_depth_gray(img)
+  if gray is not None:
+    return np.stack([gray, gray, gray, np.ones_like(gray)], axis=-1)
+  try:
+    converted = img.convert("RGBA" if img.has_transparency_data else "RGB")
+  except (ValueError, OSError) as e:
+    raise ImageError(f"{path}: unsupported colour mode {img.mode} ({_one_line(e)})") from None
+  arr = np.asarray(converted, np.float32) / 255.0
+  if arr.shape[-1] == 3:
+    arr = np.concatenate([arr, np.ones_like(arr[..., :1])], axis=-1)
+  return arr
+
+
+def _resize(arr: np.ndarray, hw: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
+  """Resizes float ``[H, W]`` or ``[H, W, C]`` channel by channel in float precision."""
+  if arr.shape[:2] == tuple(hw):
+    return arr
+  channels = arr[..., None] if arr.ndim == 2 else arr
+  out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(c), "F").resize(hw[::-1], resample))
+                  for c in np.moveaxis(channels, -1, 0)], axis=-1)
+  out = np.clip(out, 0.0, 1.0)
+  return out[..., 0] if arr.ndim == 2 else out
+
+
+def longest_side_hw(hw: tuple[int, int], side: int) -> tuple[int, int]:
+  """``hw`` scaled so its longer side is ``side``, aspect kept (rounded, at least 1)."""
+  h, w = hw
+  scale = side / max(h, w)
+  return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def load_image(path: PathLike, max_side: int | None = None, *, max_pixels: int = MAX_PIXELS,
+               min_side: int = MIN_SIDE) -> np.ndarray:
+  """Float32 ``[H, W, 3]`` RGB in [0, 1]; longest side resized to ``max_side`` when given.
+
+  Raises ``ImageError`` (one line, naming the file) for anything that is not a usable image.
+  """
+  img = _open(path, max_pixels)
+  if min(img.size) < min_side:
+    raise ImageError(f"{path}: {img.width}x{img.height} is too small (at least {min_side} px a side)")
+  rgba = _rgba(img, path)
+  rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])   # composite on white
+  if max_side:
+    rgb = _resize(rgb, longest_side_hw(rgb.shape[:2], max_side), RESAMPLE_IMAGE)
+    if min(rgb.shape[:2]) < min_side:
+      raise ImageError(f"{path}: {img.width}x{img.height} resized to a longest side of {max_side} is "
+                       f"{rgb.shape[1]}x{rgb.shape[0]}, too small (at least {min_side} px a side)")
+  return np.ascontiguousarray(rgb, np.float32)
+
+
+def load_mask(path: PathLike, hw: tuple[int, int], *, max_pixels: int = MAX_PIXELS,
+              aspect_tolerance: float = 0.02) -> np.ndarray:
+  """A user's person mask as float32 ``[H, W]`` in [0, 1] (1 = person), resized to ``hw``.
+
+  Any mode: the alpha channel where the file has a non-opaque one (a cut-out), else the luminance
+  (white = person); 16-bit masks scaled from 65535. A mask whose aspect ratio differs from ``hw`` by more
+  than ``aspect_tolerance`` (or a pixel of rounding) belongs to another picture and is refused.
+  """
+  img = _open(path, max_pixels)
+  rgba = _rgba(img, path)
+  alpha = rgba[..., 3]
+  if alpha.min() < 1.0:
+    mask = alpha
+  else:
+    mask = rgba[..., :3] @ np.asarray([0.299, 0.587, 0.114], np.float32)
+  h, w = hw
+  expected_w = img.width * h / img.height
+  if abs(expected_w - w) > max(1.0, aspect_tolerance * w):
+    raise ImageError(f"{path}: mask is {img.width}x{img.height} but the content is {w}x{h} "
+                     "(different aspect ratio: a mask of another picture?)")
+  return np.ascontiguousarray(_resize(np.clip(mask, 0.0, 1.0), hw, RESAMPLE_MASK), np.float32)
+
+
+def to_pil(image: np.ndarray | Image.Image) -> Image.Image:
+  """``[H, W]`` (grayscale) or ``[H, W, 3|4]`` floats in [0, 1] (or uint8) as a PIL image."""
+  if isinstance(image, Image.Image):
+    return image
+  arr = np.asarray(image)
+  if arr.ndim == 3 and arr.shape[-1] == 1:
+    arr = arr[..., 0]
+  if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+    raise ValueError(f"expected an [H, W], [H, W, 3] or [H, W, 4] image, got shape {arr.shape}")
+  if arr.dtype != np.uint8:
+    arr = np.round(np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0) * 255.0).astype(np.uint8)
+  return Image.fromarray(arr)
+
+
+@functools.cache
+def _file_mode() -> int:
+  """Permissions of a newly created file under this process's umask (mkstemp makes 0600)."""
+  umask = os.umask(0o022)
+  os.umask(umask)
+  return 0o666 & ~umask
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+  """Whether ``a`` and ``b`` name one file (same resolved path, or a hard link to it)."""
+  a, b = Path(a), Path(b)
+  try:
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+  except OSError:
+    return False
+
+
+def save_image_atomic(path: PathLike, image: np.ndarray | Image.Image, *,
+                      inputs: Iterable[PathLike] = (), **save_kwargs) -> Path:
+  """Writes ``image`` (see ``to_pil``) to ``path`` atomically; the format comes from the suffix.
+
+  Refuses (``ImageError``) to write to any of ``inputs``. Missing parent folders are created.
+  """
+  path = Path(path)
+  for p in inputs:
+    if same_file(path, Path(p)):
+      raise ImageError(f"{path}: refusing to overwrite an input image")
+  fmt = Image.registered_extensions().get(path.suffix.lower())
+  if fmt is None:
+    raise ImageError(f"{path}: unknown image format for suffix {path.suffix!r} (use .png or .jpg)")
+  img = to_pil(image)
+  if fmt == "JPEG":
+    img = img.convert("RGB") if img.mode not in ("L", "RGB") else img
+    save_kwargs.setdefault("quality", 95)
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  except OSError as e:
+    raise ImageError(f"{path}: cannot write ({_one_line(e)})") from None
+  try:
+    with os.fdopen(fd, "wb") as f:
+      img.save(f, format=fmt, **save_kwargs)
+      f.flush()
+      os.fsync(f.fileno())
+    os.chmod(tmp, _file_mode())
+    os.replace(tmp, path)
+  except BaseException as e:
+    os.unlink(tmp)
+    if isinstance(e, (OSError, ValueError)):
+      raise ImageError(f"{path}: cannot write ({_one_line(e)})") from None
+    raise
+  return path

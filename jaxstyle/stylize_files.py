@@ -1,0 +1,359 @@
+"""Stylises image files: the library behind ``python -m infer.portrait`` (importable, no shell needed).
+
+    run(Request(content=["photos/"], style=["styles/"], output="out", sheet=True))
+
+- Inputs: ``content`` and ``style`` each name files and/or folders (a folder gives its image files, sorted
+  by name, hidden files skipped); every content is paired with every style, content-major.
+- Outputs: ``OUTPUT/CONTENT__STYLE.png``, or exactly ``OUTPUT`` when there is one pair and ``OUTPUT``
+  has an image suffix. ``save_mask`` / ``sheet``: ``True`` writes ``NAME.mask.png`` / ``NAME.sheet.png``
+  next to the output, a folder writes ``FOLDER/NAME.png``. Every file is written atomically; no output
+  may be an input, and no two outputs may share a path (checked before anything runs).
+- Batching: pairs are grouped by (content shape, style shape) after resizing to ``size``, and each group
+  runs through the one jitted program of ``portrait.make_program`` over ``portrait.data_mesh()``, in
+  batches padded (repeating the last pair) to the group's batch size, a multiple of the device count, so
+  a group compiles once. Pictures are never resized to a shared shape: a result keeps its content's exact
+  size and aspect, a style its own (SANet's attention takes any style size). The cost is one compile per
+  distinct pair of shapes, which is announced; photos from one camera at one ``size`` share one.
+- Weights: a ``weights.py`` folder whose manifest names the model config; the ImageNet VGG-19 encoder comes
+  from ``jaxstyle.pretrained``'s cache when the manifest says so. Missing weights are an error that says
+  how to get them: a picture from random weights is never made.
+
+Errors meant for the user are ``ImageError`` (an input or output file), ``WeightsError`` (the weights) and
+``UsageError`` (options that do not fit together); each has a one-line message.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import itertools
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import flax.traverse_util
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm import tqdm
+
+import jaxstyle
+from jaxstyle import image_io
+from jaxstyle import portrait
+from jaxstyle import segnet as segnet_lib
+from jaxstyle import weights as weights_lib
+from jaxstyle.image_io import ImageError
+from jaxstyle.sheet import comparison_sheet
+from jaxstyle.weights import WeightsError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                            ".pgm", ".pnm"})
+DEFAULT_WEIGHTS = Path(jaxstyle.__file__).resolve().parent.parent / "weights"
+DTYPES = ("float32", "bfloat16")
+MODES = ("portrait", "plain")
+HOW_TO_GET_WEIGHTS = (
+    "get weights by training them (`python -m train.sanet --config train/configs/sanet.py "
+    "--workdir runs/sanet`, which exports runs/sanet/weights) or by importing the published SANet "
+    "checkpoints (`python -m jaxstyle.pretrained convert --vgg vgg_normalised.pth --decoder "
+    "decoder_iter_500000.pth --transform transformer_iter_500000.pth --out weights_sanet`), "
+    "then pass --weights DIR")
+NO_SEGNET = ("portrait mode needs a trained SegNet (segnet.safetensors; the published SANet checkpoints "
+             "have none): use weights that include it, give your own person mask with --mask FILE, or "
+             "run --mode plain")
+FETCH_ENCODER = "run `python -m jaxstyle.pretrained fetch` (or `make setup`) once"
+
+
+class UsageError(Exception):
+  """Options that do not fit together, or inputs that name no image."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+  """Everything one run needs; the CLI flags map 1:1 onto these fields."""
+  content: Sequence[str]
+  style: Sequence[str]
+  output: str = "stylized"
+  weights: str = str(DEFAULT_WEIGHTS)
+  size: int = 512                        # longest side of content and style; 0 keeps the file's size
+  mode: str = "portrait"
+  controls: portrait.Controls = portrait.Controls()
+  feather: float = 0.01
+  preserve_color: bool = False
+  mask: str | None = None                # a person mask file instead of SegNet
+  dtype: str = "float32"
+  save_mask: bool | str = False          # True: next to each output; a str: into that folder
+  sheet: bool | str = False
+  batch_size: int = 0                    # pairs per program call; 0: one per device
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One (content, style) pair and the files it writes."""
+  content: int
+  style: int
+  image: Path
+  mask: Path | None
+  sheet: Path | None
+
+
+def check_request(req: Request) -> None:
+  if req.mode not in MODES:
+    raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {req.mode!r}")
+  if req.dtype not in DTYPES:
+    raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, not {req.dtype!r}")
+  if req.size and req.size < image_io.MIN_SIDE:
+    raise UsageError(f"--size must be 0 (keep) or at least {image_io.MIN_SIDE}, not {req.size}")
+  if not req.feather >= 0:
+    raise UsageError(f"--feather must be >= 0, not {req.feather}")
+  if req.batch_size < 0:
+    raise UsageError(f"--batch-size must be >= 0, not {req.batch_size}")
+  if not np.isfinite(req.controls.as_array()).all():
+    raise UsageError("--w1-*, --w2-* and --alpha-* must be finite numbers")
+  if req.mode == "plain" and (req.mask or req.save_mask):
+    raise UsageError("--mask and --save-mask apply to --mode portrait only")
+
+
+def expand_inputs(paths: Iterable[str], flag: str) -> list[Path]:
+  """Files as given and the image files of folders (sorted by name), without repeats."""
+  files: list[Path] = []
+  for path in map(Path, paths):
+    if path.is_dir():
+      found = sorted((f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
+                      and not f.name.startswith(".") and f.is_file()), key=lambda f: f.name)
+      if not found:
+        raise UsageError(f"{flag} {path}: the folder holds no image files "
+                         f"({' '.join(sorted(IMAGE_SUFFIXES))})")
+      files += found
+    elif path.exists():
+      files.append(path)
+    else:
+      raise ImageError(f"{path}: no such file or folder")
+  unique: dict[Path, Path] = {}
+  for f in files:
+    unique.setdefault(f.resolve(), f)
+  return list(unique.values())
+
+
+def side_path(where: bool | str, image: Path, kind: str) -> Path | None:
+  if not where:
+    return None
+  if where is True:
+    return image.with_name(f"{image.stem}.{kind}.png")
+  return Path(where) / f"{image.stem}.png"
+
+
+def plan_jobs(contents: Sequence[Path], styles: Sequence[Path], req: Request) -> list[Job]:
+  """One ``Job`` per pair, content-major; refuses outputs that are inputs or that collide."""
+  out = Path(req.output)
+  names_a_file = out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
+  n_pairs = len(contents) * len(styles)
+  if names_a_file and n_pairs > 1:
+    raise UsageError(f"--output {out} names one file but there are {n_pairs} (content, style) pairs: "
+                     "give a folder")
+  jobs = []
+  for (c, content), (s, style) in itertools.product(enumerate(contents), enumerate(styles)):
+    image = out if names_a_file else out / f"{content.stem}__{style.stem}.png"
+    jobs.append(Job(c, s, image, side_path(req.save_mask, image, "mask"),
+                    side_path(req.sheet, image, "sheet")))
+  inputs = [*contents, *styles, *([Path(req.mask)] if req.mask else [])]
+  seen: dict[Path, Path] = {}
+  for job in jobs:
+    for path in filter(None, (job.image, job.mask, job.sheet)):
+      if any(image_io.same_file(path, p) for p in inputs):
+        raise UsageError(f"{path}: refusing to overwrite an input image (choose another --output)")
+      key = path.resolve()
+      if key in seen:
+        raise UsageError(f"{path} would be written twice: inputs {contents[job.content].name} / "
+                         f"{styles[job.style].name} share a name with another pair's")
+      seen[key] = path
+  return jobs
+
+
+# --- weights ----------------------------------------------------------------------------------------
+
+
+def needed_networks(cfg: portrait.ModelConfig, mode: str, user_mask: bool) -> list[str]:
+  needed = ["transform", "decoder"]
+  if mode == "portrait" and not user_mask:
+    needed.append("segnet")
+    if segnet_lib.SEGNET_CONFIGS[cfg.segnet].encoder == "vgg16":
+      needed.append("segnet_encoder")
+  return needed
+
+
+def imagenet_encoder() -> dict:
+  """The cached ImageNet VGG-19 (never downloads here: that is the setup step's job)."""
+  from jaxstyle import pretrained   # lazily: checkpoint tooling only when a manifest asks for it
+  path = pretrained.resolve_cache_dir() / pretrained.CACHE_FILE
+  if not path.is_file():
+    raise WeightsError(f"these weights use the ImageNet VGG-19 encoder, which is not cached at {path}: "
+                       f"{FETCH_ENCODER}")
+  try:
+    return pretrained.load_vgg19_imagenet()
+  except (pretrained.PretrainedError, OSError, ValueError) as e:
+    raise WeightsError(f"{path}: {' '.join(str(e).split())}; delete it and {FETCH_ENCODER}") from None
+
+
+def check_shapes(params: portrait.Params, cfg: portrait.ModelConfig, directory: Path, name: str) -> None:
+  """Raises ``WeightsError`` naming the first variable that does not fit model config ``name``."""
+  expected = jax.eval_shape(functools.partial(portrait.init_params, cfg), jax.random.key(0))
+  for net, variables in params.items():
+    got = {"/".join(k): np.shape(v) for k, v in flax.traverse_util.flatten_dict(variables).items()}
+    want = {"/".join(k): v.shape for k, v in flax.traverse_util.flatten_dict(expected[net]).items()}
+    where = f"{directory}: {net} does not fit model config {name!r}"
+    for key in sorted(want.keys() | got.keys()):
+      if key not in got:
+        raise WeightsError(f"{where}: it lacks {key}")
+      if key not in want:
+        raise WeightsError(f"{where}: unexpected variable {key}")
+      if got[key] != want[key]:
+        raise WeightsError(f"{where}: {key} has shape {got[key]}, expected {want[key]}")
+
+
+def load_model(directory: str | Path, *, mode: str = "portrait", user_mask: bool = False,
+               dtype: str = "float32") -> tuple[portrait.Params, portrait.ModelConfig]:
+  """Float32 params of every network the run needs and their ``ModelConfig`` (compute ``dtype``)."""
+  directory = Path(directory)
+  if not (directory / weights_lib.MANIFEST).is_file():
+    raise WeightsError(f"no weights in {directory} (no {weights_lib.MANIFEST}): {HOW_TO_GET_WEIGHTS}")
+  manifest = weights_lib.read_manifest(directory)
+  name = manifest.get("model_config")
+  if name not in portrait.MODEL_CONFIGS:
+    raise WeightsError(f"{directory}: unknown model config {name!r} "
+                       f"(this version knows {', '.join(portrait.MODEL_CONFIGS)})")
+  cfg = dataclasses.replace(portrait.MODEL_CONFIGS[name], dtype=dtype)
+  needed = needed_networks(cfg, mode, user_mask)
+  have = {f.removesuffix(".safetensors") for f in manifest.get("files", {})}
+  missing = [n for n in needed if n not in have]
+  if missing:
+    hint = NO_SEGNET if set(missing) <= {"segnet", "segnet_encoder"} else HOW_TO_GET_WEIGHTS
+    raise WeightsError(f"{directory} lacks {', '.join(m + '.safetensors' for m in missing)}: {hint}")
+  source = manifest.get("encoder")
+  if source not in ("imagenet_vgg19", "file"):
+    raise WeightsError(f"{directory}: unknown encoder source {source!r} in {weights_lib.MANIFEST}")
+  encoder = imagenet_encoder() if source == "imagenet_vgg19" else None
+  params, _ = weights_lib.load(directory)
+  if encoder is None and "encoder" not in params:
+    raise WeightsError(f"{directory}: {weights_lib.MANIFEST} says the encoder is in a file, but lists "
+                       "no encoder.safetensors")
+  params = {"encoder": params["encoder"] if encoder is None else encoder, **{n: params[n] for n in needed}}
+  check_shapes(params, cfg, directory, name)
+  return params, cfg
+
+
+# --- running ----------------------------------------------------------------------------------------
+
+
+def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
+  """``x`` with its last item repeated along axis 0 up to ``size`` items."""
+  return np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)]) if len(x) < size else x
+
+
+def stylize_batch(program, mesh: jax.sharding.Mesh, params: portrait.Params, contents: np.ndarray,
+                  styles: np.ndarray, controls: np.ndarray,
+                  masks: np.ndarray | None = None) -> dict[str, jax.Array]:
+  """One call of a ``make_program`` program, the batch (a multiple of ``mesh.size``) split over ``data``.
+
+  Returns the program's outputs as global arrays, still sharded (padding included).
+  """
+  batch = NamedSharding(mesh, P("data"))
+  place = lambda x: jax.make_array_from_process_local_data(batch, np.ascontiguousarray(x, np.float32))
+  args = [params, place(contents), place(styles), controls]
+  if masks is not None:
+    args.append(place(masks))
+  return program(*args)
+
+
+def group_jobs(jobs: Sequence[Job], contents: Sequence[np.ndarray],
+               styles: Sequence[np.ndarray]) -> dict[tuple, list[Job]]:
+  """Jobs by (content shape, style shape), in order of first appearance."""
+  groups: dict[tuple, list[Job]] = {}
+  for job in jobs:
+    groups.setdefault((contents[job.content].shape[:2], styles[job.style].shape[:2]), []).append(job)
+  return groups
+
+
+def sheet_panels(content, style, out: dict[str, np.ndarray], plain: np.ndarray) -> list[tuple]:
+  if "mask" not in out:
+    return [("content", content), ("style", style), ("transfer", out["image"])]
+  return [("content", content), ("style", style), ("plain transfer", plain), ("mask", out["mask"]),
+          ("person transfer", out["person"]), ("combined", out["image"])]
+
+
+def write_outputs(job: Job, out: dict[str, np.ndarray], plain: np.ndarray, content: np.ndarray,
+                  style: np.ndarray, inputs: Sequence[Path]) -> list[Path]:
+  """Saves one pair's image (and mask and sheet when asked); returns the paths."""
+  save = functools.partial(image_io.save_image_atomic, inputs=inputs)
+  written = [save(job.image, out["image"])]
+  if job.mask:
+    written.append(save(job.mask, out["mask"]))
+  if job.sheet:
+    written.append(save(job.sheet, comparison_sheet(sheet_panels(content, style, out, plain))))
+  return written
+
+
+@contextlib.contextmanager
+def out_of_memory_as_usage_error(size: str, batch: int):
+  """Turns XLA's RESOURCE_EXHAUSTED into a one-line hint; other runtime errors pass through."""
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    raise UsageError(f"out of memory stylising {size} images in batches of {batch}: try a smaller "
+                     "--size, --batch-size 1 or --dtype bfloat16") from None
+
+
+def _log(message: str) -> None:
+  tqdm.write(message, file=sys.stderr)
+
+
+def run(req: Request, *, log: Callable[[str], None] = _log, progress: bool | None = None) -> list[Path]:
+  """Stylises every (content, style) pair of ``req``; returns the files written, in order.
+
+  ``progress``: a tqdm bar with ETA on stderr (None: only on a terminal).
+  """
+  check_request(req)
+  content_paths = expand_inputs(req.content, "--content")
+  style_paths = expand_inputs(req.style, "--style")
+  if req.mask and len(content_paths) != 1:
+    raise UsageError(f"--mask is one person's mask: give exactly one --content image, "
+                     f"not {len(content_paths)}")
+  jobs = plan_jobs(content_paths, style_paths, req)
+  inputs = [*content_paths, *style_paths, *([Path(req.mask)] if req.mask else [])]
+  params, cfg = load_model(req.weights, mode=req.mode, user_mask=bool(req.mask), dtype=req.dtype)
+
+  contents = [image_io.load_image(p, req.size or None) for p in content_paths]
+  styles = [image_io.load_image(p, req.size or None) for p in style_paths]
+  user_mask = image_io.load_mask(req.mask, contents[0].shape[:2]) if req.mask else None
+
+  mesh = portrait.data_mesh()
+  params = jax.device_put(params, NamedSharding(mesh, P()))
+  controls = req.controls.as_array()
+  make = functools.partial(portrait.make_program, cfg, mesh, feather=req.feather,
+                           keep_color=req.preserve_color)
+  program = make(mode=req.mode, with_mask=user_mask is not None)
+  plain_program = make(mode="plain") if req.sheet and req.mode == "portrait" else None
+  per_call = -(-(req.batch_size or mesh.size) // mesh.size) * mesh.size
+
+  written: list[Path] = []
+  with tqdm(total=len(jobs), unit="pair", disable=None if progress is None else not progress) as bar:
+    for ((h, w), (hs, ws)), group in group_jobs(jobs, contents, styles).items():
+      batch = min(per_call, -(-len(group) // mesh.size) * mesh.size)
+      log(f"compiling the {req.mode}{' and plain' if plain_program else ''} program for {w}x{h} "
+          f"(style {ws}x{hs}, batch {batch}; first call, can take a minute)")
+      for start in range(0, len(group), batch):
+        chunk = group[start:start + batch]
+        c = pad_batch(np.stack([contents[j.content] for j in chunk]), batch)
+        s = pad_batch(np.stack([styles[j.style] for j in chunk]), batch)
+        m = None if user_mask is None else np.broadcast_to(user_mask, (batch, h, w))
+        with out_of_memory_as_usage_error(f"{w}x{h}", batch):
+          out = stylize_batch(program, mesh, params, c, s, controls, m)
+          out = {k: np.asarray(v) for k, v in out.items()}
+          plain = (np.asarray(stylize_batch(plain_program, mesh, params, c, s, controls)["image"])
+                   if plain_program else out["image"])
+        for i, job in enumerate(chunk):
+          written += write_outputs(job, {k: v[i] for k, v in out.items()}, plain[i],
+                                   contents[job.content], styles[job.style], inputs)
+        bar.update(len(chunk))
+  return written
