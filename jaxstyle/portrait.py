@@ -1,15 +1,17 @@
 """The portrait style-transfer program (Berezin & Volkova): one pure function, one XLA program.
 
-    content ─ VGG ─┬─ SegNet decoder ─ sigmoid ─ feather ──────────────────────────────┐ mask m
-                   ├─ relu4_1, relu5_1 ─┐                                               │
-    style ─── VGG ─┴─ relu4_1, relu5_1 ─┴─ sanet4_1, sanet5_1 (attention computed once) │
-                                          ├─ W_bg     merge ─ α_bg  ─┐                   │
-                                          └─ W_person merge ─ α_person ┴─ decoder (one batch)
-                                                                        └─ m·person + (1−m)·background
+    content ─ VGG ─┬─ SegNet decoder ─ sigmoid ─ feather ─────────────────────────────────┐ mask m
+                   ├─ relu4_1, relu5_1 ─┬─ sanet4_1, sanet5_1 (c, s): o_s   (computed once)  │
+    style ─── VGG ─┴─ relu4_1, relu5_1 ─┘  sanet4_1, sanet5_1 (c, c): o_c   (identity)       │
+        region r ∈ {background, person}:  α_r·(W1_r·o4_s + W2_r·o5_s) + (1−α_r)·(o4_c + o5_c)     │
+                                           → merge conv → decoder (both regions in one batch) │
+                                           → m·person + (1−m)·background ◄────────────────────┘
 
-The content's VGG features are computed once and feed both SegNet and the two transfers; the attention
-of each SANet level is computed once and shared by both regions, which differ only in their (W1, W2)
-weighting, merge conv and α. ``mode="plain"`` is SANet as published (one region, no mask).
+The content's VGG features are computed once and feed SegNet and both transfers; the attention of each
+SANet level is computed once per key set and shared by both regions, which differ only in (W1, W2, α).
+α = 0 gives SANet's identity transfer T(c, c), which the decoder is trained to reconstruct (the identity
+losses), so α trades style for content along what the decoder knows. ``mode="plain"`` is SANet as
+published (one region, no mask; W = (1, 1), α = 1 reproduces the published forward pass exactly).
 
 Numeric controls (W1, W2, α per region) are traced arguments, so changing them never recompiles;
 the program compiles once per (shape, mode).
@@ -29,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxstyle import decoder as decoder_lib
 from jaxstyle import segnet as segnet_lib
 from jaxstyle import vgg as vgg_lib
-from jaxstyle.sanet import Transform
+from jaxstyle.sanet import Transform, weigh
 
 Params = dict[str, Any]   # {"encoder"|"transform"|"decoder"|"segnet"[|"segnet_encoder"]: flax variables}
 
@@ -63,8 +65,8 @@ class Controls:
   """Per-region style controls. Background: style-dominant; person: content-dominant.
 
   ``Res = W1·sanet4_1 + W2·sanet5_1``: relu5_1 attention moves large, global structures of the style,
-  relu4_1 attention local texture. The person keeps all of the local texture but little of the global
-  re-arrangement and is mixed back toward the content features by α (feature-space, AdaIN-style).
+  relu4_1 attention local texture. The person keeps the local texture but little of the global
+  re-arrangement, and α mixes it toward SANet's identity transfer T(c, c) (the content itself).
   """
   w1_background: float = 1.0
   w2_background: float = 1.0
@@ -172,11 +174,15 @@ def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.
   style_feats = m.encoder.apply(params["encoder"], style)
   regions = 2 if mode == "portrait" else 1
   controls = controls[:regions].astype(jnp.float32)
-  c4 = content_feats["relu4_1"]
-  t = m.transform.apply(params["transform"], c4, style_feats["relu4_1"], content_feats["relu5_1"],
-                        style_feats["relu5_1"], controls[:, :2])
-  alpha = controls[:, 2, None, None, None, None].astype(t.dtype)
-  t = alpha * t + (1 - alpha) * c4.astype(t.dtype)[None]
+  c4, c5 = content_feats["relu4_1"], content_feats["relu5_1"]
+  attend = functools.partial(m.transform.apply, params["transform"], method=Transform.attend)
+  stylised = weigh(*attend(c4, style_feats["relu4_1"], c5, style_feats["relu5_1"]), controls[:, :2])
+  # α mixes toward SANet's identity transfer T(c, c) at W = (1, 1), which the decoder was trained to
+  # reconstruct (identity losses); raw relu4_1 features are not what the decoder has learnt to invert.
+  identity = weigh(*attend(c4, c4, c5, c5), jnp.ones((1, 2)))
+  alpha = controls[:, 2, None, None, None, None].astype(stylised.dtype)
+  t = m.transform.apply(params["transform"], alpha * stylised + (1 - alpha) * identity,
+                        method=Transform.merge)
   images = m.decoder.apply(params["decoder"], t.reshape(-1, *t.shape[2:]), hw)
   images = jnp.clip(images.astype(jnp.float32), 0, 1).reshape(regions, -1, *hw, 3)
   if keep_color:

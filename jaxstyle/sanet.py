@@ -6,7 +6,9 @@ is resized to the relu4_1 shape (SANet's fixed ×2 upsample breaks on odd sizes)
 per-region weights of the portrait method (W1 = W2 = 1 is SANet as published).
 
 Attention runs in query chunks so no N×N matrix larger than ``chunk × N_style`` ever exists: at 2048² the
-full relu4_1 attention would be 65536² floats (17 GB in f32). Each chunk is
+full relu4_1 attention would be 65536² floats (17 GB in f32). The chunk also shrinks so that one image's
+score block stays within ``MAX_SCORES`` entries (256 MiB in f32): 4096 queries up to 1024² images,
+1024 at 2048² (``docs/scaling.md`` has the compiled programs' memory). Each chunk is
 ``jax.nn.dot_product_attention`` with ``scale=1``, so XLA fuses softmax and both matmuls per chunk.
 """
 from __future__ import annotations
@@ -36,9 +38,24 @@ def mean_variance_norm(x: jax.Array) -> jax.Array:
   return ((x.astype(jnp.float32) - mean) / std).astype(x.dtype)
 
 
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, chunk: int = 4096) -> jax.Array:
-  """softmax(q kᵀ) v over ``[B, N, C]`` arrays, scale 1, in query chunks of at most ``chunk``."""
+# Most attention scores (query × key pairs) one image holds at a time: 2**26 floats = 256 MiB in f32.
+MAX_SCORES = 2**26
+
+
+def query_chunk(n_keys: int, chunk: int = 4096, max_scores: int | None = None) -> int:
+  """Queries per attention block: at most ``chunk`` and ``max_scores / n_keys`` (≥ 128).
+
+  ``max_scores`` defaults to ``MAX_SCORES`` (read at trace time).
+  """
+  max_scores = MAX_SCORES if max_scores is None else max_scores
+  return max(min(chunk, max_scores // n_keys), min(chunk, 128))
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, chunk: int = 4096,
+              max_scores: int | None = None) -> jax.Array:
+  """softmax(q kᵀ) v over ``[B, N, C]`` arrays, scale 1, in query chunks (``query_chunk``)."""
   b, n, c = q.shape
+  chunk = query_chunk(k.shape[1], chunk, max_scores)
   attend = lambda qc: jax.nn.dot_product_attention(
       qc[:, :, None, :], k[:, :, None, :], v[:, :, None, :], scale=1.0)[:, :, 0, :]
   if n <= chunk:
@@ -78,25 +95,40 @@ def resize_to(x: jax.Array, hw: tuple[int, int]) -> jax.Array:
   return x[:, rows][:, :, cols]
 
 
+def weigh(o4: jax.Array, o5: jax.Array, weights: jax.Array) -> jax.Array:
+  """``W1·o4 + W2·o5`` for each row (W1, W2) of ``weights [R, 2]``: ``[R, B, h, w, C]``."""
+  weights = jnp.asarray(weights, o4.dtype)
+  return weights[:, 0, None, None, None, None] * o4 + weights[:, 1, None, None, None, None] * o5
+
+
 class Transform(nn.Module):
   """Both SANets and the merge conv. ``weights`` is a ``[R, 2]`` array of (W1, W2) rows, one per region.
 
-  The attention of each level is computed once; the R weighted merges share it. Returns ``[R, B, h, w, C]``.
+  ``attend`` runs the two SANets once; ``merge`` applies the 3×3 merge conv to ``[R, B, h, w, C]``
+  weighted sums of their outputs, so R regions share one attention. ``__call__`` is both, as published
+  (W1 = W2 = 1). Returns ``[R, B, h, w, C]``.
   """
   channels: int = 512
   chunk: int = 4096
   formulation: str = "auto"
   dtype: jnp.dtype = jnp.float32
 
-  @nn.compact
-  def __call__(self, c4, s4, c5, s5, weights: jax.Array) -> jax.Array:
+  def setup(self):
     sanet = functools.partial(SANet, self.channels, self.chunk, self.formulation, self.dtype)
-    o4 = sanet(name="sanet4_1")(c4, s4)
-    o5 = resize_to(sanet(name="sanet5_1")(c5, s5), o4.shape[1:3])
-    weights = jnp.asarray(weights, self.dtype)
-    mixed = weights[:, 0, None, None, None, None] * o4 + weights[:, 1, None, None, None, None] * o5
+    self.sanet4_1 = sanet()
+    self.sanet5_1 = sanet()
+    self.merge_conv = Conv(self.channels, 3, padding="reflect", formulation=self.formulation,
+                           dtype=self.dtype)
+
+  def attend(self, c4, s4, c5, s5) -> tuple[jax.Array, jax.Array]:
+    """(sanet4_1(c4, s4), sanet5_1(c5, s5) resized to the relu4_1 shape)."""
+    o4 = self.sanet4_1(c4, s4)
+    return o4, resize_to(self.sanet5_1(c5, s5), o4.shape[1:3])
+
+  def merge(self, mixed: jax.Array) -> jax.Array:
     r, b = mixed.shape[:2]
-    merge = Conv(self.channels, 3, padding="reflect", formulation=self.formulation, dtype=self.dtype,
-                 name="merge_conv")
-    out = merge(mixed.reshape(r * b, *mixed.shape[2:]))
+    out = self.merge_conv(mixed.reshape(r * b, *mixed.shape[2:]))
     return out.reshape(r, b, *out.shape[1:])
+
+  def __call__(self, c4, s4, c5, s5, weights: jax.Array) -> jax.Array:
+    return self.merge(weigh(*self.attend(c4, s4, c5, s5), weights))
