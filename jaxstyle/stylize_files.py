@@ -135,10 +135,14 @@ def expand_inputs(paths: Iterable[str], flag: str) -> list[Path]:
 
 
 def side_path(where: bool | str, image: Path, kind: str) -> Path | None:
+  """Where a mask/sheet goes: next to ``image``, into a folder, or exactly ``where`` when it names an
+  image file (one pair only: two pairs writing one file are refused by ``plan_jobs``)."""
   if not where:
     return None
   if where is True:
     return image.with_name(f"{image.stem}.{kind}.png")
+  if Path(where).suffix.lower() in IMAGE_SUFFIXES:
+    return Path(where)
   return Path(where) / f"{image.stem}.png"
 
 
