@@ -31,11 +31,14 @@ from jaxstyle import data, image_io, losses, portrait, sheet, stylize_files
 
 PUBLIC_DOMAIN_PORTRAITS = ("skimage_astronaut.jpg", "mpl_grace_hopper.jpg")
 PORTRAITS = PUBLIC_DOMAIN_PORTRAITS + (
-    "celebamaskhq_0.png", "celebamaskhq_1.png", "u2net_portrait_man2.jpg", "u2net_portrait_kid2.jpg",
+    "celebamaskhq_0.jpg", "celebamaskhq_1.jpg", "u2net_portrait_man2.jpg", "u2net_portrait_kid2.jpg",
     "facerec_obama.jpg", "facerec_lin-manuel-miranda.png")
 # Public-domain paintings: Van Gogh 1889, Hokusai c. 1831, Kandinsky 1913, Matisse 1905.
 STYLES = ("titu_starry_night.jpg", "titu_wave_kanagawa.jpg", "sanet_Composition-VII.jpg",
           "adain_woman_with_hat_matisse.jpg")
+
+
+MARKER = "<!-- hand-written below: kept when this report is regenerated -->"
 
 
 def luminance(x: np.ndarray) -> np.ndarray:
@@ -167,7 +170,10 @@ def write_markdown(path: Path, rows, miou, teacher_miou, n, args):
   lines += ["", "Sheets (content | style | plain | mask | person transfer | combined) of the public-domain "
             "portraits are in `docs/img/quality/`; those of the third-party photos are written to "
             "`out/quality/` only.", ""]
-  path.write_text("\n".join(lines))
+  # A hand-written assessment below MARKER survives regeneration.
+  old = path.read_text() if path.is_file() else ""
+  tail = old[old.index(MARKER):] if MARKER in old else MARKER + "\n"
+  path.write_text("\n".join(lines) + "\n" + tail)
 
 
 if __name__ == "__main__":
