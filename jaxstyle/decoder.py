@@ -2,7 +2,8 @@
 
 Nearest ×2 upsampling and reflection padding, layer for layer the ``decoder`` ``nn.Sequential`` of the
 published SANet code (so ``decoder_iter_*.pth`` imports 1:1). Output is cropped to ``out_hw`` so inputs
-whose sides are not multiples of 8 come back at their own size.
+whose sides are not multiples of 8 come back at their own size. Each upsample is handed to the conv
+after it (``conv.upsample_conv``), which may skip forming the upsampled image.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from jaxstyle import conv as conv_lib
 from jaxstyle.conv import Conv
 
 # (name, output channels, upsample ×2 after the ReLU) in forward order.
@@ -27,8 +29,7 @@ TINY_DECODER_LAYERS = (
 )
 
 
-def upsample2x(x: jax.Array) -> jax.Array:
-  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+upsample2x = conv_lib.upsample2x
 
 
 class Decoder(nn.Module):
@@ -40,12 +41,14 @@ class Decoder(nn.Module):
   def __call__(self, x: jax.Array, out_hw: tuple[int, int] | None = None) -> jax.Array:
     conv = functools.partial(Conv, padding="reflect", formulation=self.formulation, dtype=self.dtype)
     x = x.astype(self.dtype)
-    for i, (name, features, upsample) in enumerate(self.layers):
-      x = conv(features, name=name)(x)
+    upsample = False
+    for i, (name, features, upsample_after) in enumerate(self.layers):
+      x = conv(features, name=name)(x, upsample=upsample)    # the ×2 upsample rides with the next conv
       if i < len(self.layers) - 1:
         x = nn.relu(x)
-      if upsample:
-        x = upsample2x(x)
+      upsample = upsample_after
+    if upsample:
+      x = upsample2x(x)
     if out_hw is not None:
       x = x[:, :out_hw[0], :out_hw[1]]
     return x

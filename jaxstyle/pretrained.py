@@ -46,6 +46,12 @@ VGG19_LAYERS = tuple(vgg_lib.layer_names(vgg_lib.VGG19_BLOCKS))   # conv1_1 .. c
 Variables = dict[str, Any]
 
 
+# Mean activation of relu1_1..relu5_1 of the Caffe-convention ImageNet VGG-19 on 56 images of the shared
+# data (every 8th photo/portrait, every 4th style, 192² center crops), measured with
+# ``benchmarks/feature_scale.py``. SANet training divides its loss features by these (``sanet_training``).
+VGG19_IMAGENET_MEAN_ACTIVATION = {"relu1_1": 23.6, "relu2_1": 135.9, "relu3_1": 144.2, "relu4_1": 556.7,
+                                  "relu5_1": 53.0}
+
 class PretrainedError(RuntimeError):
   """Pretrained weights could not be obtained, verified or matched to a network."""
 

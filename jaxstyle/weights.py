@@ -70,6 +70,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
+    os.chmod(tmp, 0o644)   # mkstemp makes 0600; weights folders are shared read-only
     os.replace(tmp, path)
   except BaseException:
     os.unlink(tmp)
@@ -80,6 +81,15 @@ def save(directory: str | os.PathLike, params: dict[str, Any], model_config: str
          dtype: str = "float16", include_encoder: bool = False, meta: dict | None = None) -> dict:
   """Writes ``params`` (minus the encoder unless ``include_encoder``) and returns the manifest."""
   directory = Path(directory)
+  files = _write_networks(directory, params, dtype, include_encoder)
+  manifest = {"format": FORMAT, "model_config": model_config,
+              "encoder": "file" if include_encoder else "imagenet_vgg19", "files": files,
+              "meta": meta or {}}
+  atomic_write_bytes(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+  return manifest
+
+
+def _write_networks(directory: Path, params: dict[str, Any], dtype: str, include_encoder: bool) -> dict:
   files = {}
   for name, variables in sorted(params.items()):
     if name == "encoder" and not include_encoder:
@@ -89,10 +99,32 @@ def save(directory: str | os.PathLike, params: dict[str, Any], model_config: str
     atomic_write_bytes(directory / fname, st_save(flat))
     files[fname] = {"sha256": sha256_file(directory / fname), "dtype": dtype,
                     "params": int(sum(v.size for v in flat.values()))}
-  manifest = {"format": FORMAT, "model_config": model_config,
-              "encoder": "file" if include_encoder else "imagenet_vgg19", "files": files,
-              "meta": meta or {}}
-  atomic_write_bytes(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+  return files
+
+
+def update(directory: str | os.PathLike, params: dict[str, Any], model_config: str, *,
+           dtype: str = "float16", include_encoder: bool = False, meta: dict | None = None) -> dict:
+  """Like ``save``, but keeps the networks and meta already in ``directory`` that ``params`` does not
+  replace, so the SANet and SegNet trainers can export into one folder. ``meta`` is merged key by key.
+
+  The manifest's read-modify-write holds an exclusive lock on ``directory/.lock``.
+  """
+  import fcntl  # pylint: disable=g-import-not-at-top
+
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  with open(directory / ".lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    old = read_manifest(directory) if (directory / MANIFEST).is_file() else None
+    if old is not None and old["model_config"] != model_config:
+      raise WeightsError(f"{directory} holds model config {old['model_config']!r}, not {model_config!r}")
+    files = dict(old["files"]) if old else {}
+    files.update(_write_networks(directory, params, dtype, include_encoder))
+    encoder = "file" if "encoder.safetensors" in files else "imagenet_vgg19"
+    meta = {**(old["meta"] if old else {}), **(meta or {})}
+    manifest = {"format": FORMAT, "model_config": model_config, "encoder": encoder,
+                "files": dict(sorted(files.items())), "meta": meta}
+    atomic_write_bytes(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
   return manifest
 
 

@@ -1,0 +1,238 @@
+"""PyTorch eager reference of the portrait program (``jaxstyle.portrait.stylize``), for benchmarks only.
+
+The same graph as the JAX program, written the way a PyTorch user would: NCHW, ``nn.Conv2d`` with
+explicit padding, ``max_pool2d(return_indices=True)`` / ``max_unpool2d`` for SegNet, ``torch.bmm`` +
+softmax attention as in the published SANet code. Weights are copied from a jaxstyle params tree, so
+``check`` can confirm that both programs compute the same image before their speed is compared.
+
+Only the ``"shared"`` SegNet (no batch norm, no second encoder) is implemented: it is what the
+``"default"`` and ``"tiny"`` model configs use.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from jaxstyle import portrait as portrait_lib
+from jaxstyle import segnet as segnet_lib
+from jaxstyle import vgg as vgg_lib
+
+EPS = 1e-5
+
+
+def _conv_from(params: dict, pad: str) -> "PaddedConv":
+  kernel = np.asarray(params["kernel"])                  # HWIO
+  conv = PaddedConv(kernel.shape[2], kernel.shape[3], kernel.shape[0], pad)
+  with torch.no_grad():
+    conv.conv.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
+    conv.conv.bias.copy_(torch.from_numpy(np.asarray(params["bias"]).copy()))
+  return conv
+
+
+class PaddedConv(nn.Module):
+  """Stride-1 ``k×k`` conv with reflection or zero padding of ``k // 2``."""
+
+  def __init__(self, cin: int, cout: int, k: int, pad: str):
+    super().__init__()
+    self.p = k // 2
+    self.reflect = pad == "reflect"
+    self.conv = nn.Conv2d(cin, cout, k, padding=0 if self.reflect else self.p)
+
+  def forward(self, x):
+    if self.reflect and self.p:
+      x = F.pad(x, (self.p,) * 4, mode="reflect")
+    return self.conv(x)
+
+
+class VGGEncoder(nn.Module):
+  """VGG to relu5_1 (Caffe convention: BGR, 0–255, mean pixel, zero padding) returning the pool indices."""
+
+  def __init__(self, params: dict, blocks, preprocess: str):
+    super().__init__()
+    if preprocess != "caffe":
+      raise NotImplementedError("the benchmark reference implements the default (caffe) encoder")
+    pad = vgg_lib.PADDING_FOR[preprocess]
+    self.blocks = blocks
+    self.convs = nn.ModuleDict({name: _conv_from(params[name], pad)
+                                for name in vgg_lib.layer_names(blocks)[:sum(map(len, blocks[:4])) + 1]})
+    self.register_buffer("mean", torch.tensor(vgg_lib.CAFFE_MEAN_BGR).view(1, 3, 1, 1))
+
+  def forward(self, x):
+    x = x.flip(1) * 255.0 - self.mean
+    out = {}
+    for b, block in enumerate(self.blocks, start=1):
+      if b > 1:
+        out[f"pool{b - 1}_size"] = x.shape[2:]
+        x, out[f"pool{b - 1}_indices"] = F.max_pool2d(x, 2, 2, ceil_mode=True, return_indices=True)
+      for i in range(1, len(block) + 1):
+        x = F.relu(self.convs[f"conv{b}_{i}"](x))
+        out[f"relu{b}_{i}"] = x
+        if b == 5:
+          return out
+    return out
+
+
+def mean_variance_norm(x):
+  n, c = x.shape[:2]
+  flat = x.view(n, c, -1)
+  std = (flat.var(dim=2) + EPS).sqrt().view(n, c, 1, 1)
+  return (x - flat.mean(dim=2).view(n, c, 1, 1)) / std
+
+
+class SANet(nn.Module):
+  """Published SANet: ``out_conv(H · softmax(Fᵀ G)ᵀ) + content`` with ``torch.bmm``."""
+
+  def __init__(self, params: dict):
+    super().__init__()
+    self.f, self.g, self.h, self.out_conv = (_conv_from(params[k], "zero") for k in ("f", "g", "h", "out_conv"))
+
+  def forward(self, content, style):
+    f = self.f(mean_variance_norm(content))
+    g = self.g(mean_variance_norm(style))
+    h = self.h(style)
+    b, c, hc, wc = f.shape
+    s = torch.softmax(torch.bmm(f.view(b, c, -1).permute(0, 2, 1), g.view(b, c, -1)), dim=-1)
+    o = torch.bmm(h.view(b, c, -1), s.permute(0, 2, 1)).view(b, c, hc, wc)
+    return self.out_conv(o) + content
+
+
+class Transform(nn.Module):
+  """``attend``: both SANets once; ``merge``: the merge conv over R weighted mixes (regions on the batch)."""
+
+  def __init__(self, params: dict):
+    super().__init__()
+    self.sanet4_1 = SANet(params["sanet4_1"])
+    self.sanet5_1 = SANet(params["sanet5_1"])
+    self.merge_conv = _conv_from(params["merge_conv"], "reflect")
+
+  def attend(self, c4, s4, c5, s5):
+    o4 = self.sanet4_1(c4, s4)
+    return o4, F.interpolate(self.sanet5_1(c5, s5), size=o4.shape[2:], mode="nearest")
+
+  def merge(self, mixed):
+    r, b = mixed.shape[:2]
+    out = self.merge_conv(mixed.reshape(r * b, *mixed.shape[2:]))
+    return out.view(r, b, *out.shape[1:])
+
+
+def weigh(o4, o5, weights):
+  """``W1·o4 + W2·o5`` per row of ``weights [R, 2]``: ``[R, B, C, h, w]``."""
+  return weights[:, 0, None, None, None, None] * o4 + weights[:, 1, None, None, None, None] * o5
+
+
+class Decoder(nn.Module):
+  def __init__(self, params: dict, layers):
+    super().__init__()
+    self.layers = layers
+    self.convs = nn.ModuleDict({name: _conv_from(params[name], "reflect") for name, _, _ in layers})
+
+  def forward(self, x, out_hw):
+    for i, (name, _, upsample) in enumerate(self.layers):
+      x = self.convs[name](x)
+      if i < len(self.layers) - 1:
+        x = F.relu(x)
+      if upsample:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+    return x[:, :, :out_hw[0], :out_hw[1]]
+
+
+class SegNetDecoder(nn.Module):
+  """The ``"shared"`` SegNet decoder: ``max_unpool2d`` with the content encoder's pool indices."""
+
+  def __init__(self, params: dict, config: segnet_lib.SegNetConfig):
+    super().__init__()
+    if config.encoder != "shared" or config.batch_norm:
+      raise NotImplementedError("the benchmark reference implements the 'shared' SegNet only")
+    self.config = config
+    self.convs = nn.ModuleDict({f"unpool{level}_conv{i + 1}": _conv_from(params[f"unpool{level}_conv{i + 1}"], "zero")
+                                for level, widths in config.stages for i in range(len(widths))})
+
+  def forward(self, feats):
+    x = feats[self.config.start]
+    n_stages = len(self.config.stages)
+    for s, (level, widths) in enumerate(self.config.stages):
+      x = F.max_unpool2d(x, feats[f"pool{level}_indices"], 2, 2, output_size=feats[f"pool{level}_size"])
+      for i in range(len(widths)):
+        x = self.convs[f"unpool{level}_conv{i + 1}"](x)
+        if not (s == n_stages - 1 and i == len(widths) - 1):
+          x = F.relu(x)
+    return x[:, 0]
+
+
+def gaussian_blur(x, sigma: float):
+  """Separable Gaussian blur of ``[B, H, W]`` with replicated borders (``portrait.gaussian_blur``)."""
+  radius = int(math.ceil(3 * sigma))
+  if radius < 1:
+    return x
+  taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+  taps = torch.tensor(taps / taps.sum(), dtype=x.dtype)
+  x = F.pad(x[:, None], (radius,) * 4, mode="replicate")
+  x = F.conv2d(x, taps.view(1, 1, -1, 1))
+  x = F.conv2d(x, taps.view(1, 1, 1, -1))
+  return x[:, 0]
+
+
+class Portrait(nn.Module):
+  """The portrait program: shared content VGG pass, SegNet mask, both regions decoded as one batch.
+
+    α mixes each region's stylised features toward the identity transfer T(c, c) before the merge conv,
+    as ``jaxstyle.portrait.stylize`` does.
+    """
+
+  def __init__(self, params: dict, cfg: portrait_lib.ModelConfig, feather: float = 0.01):
+    super().__init__()
+    if cfg.segnet not in segnet_lib.SEGNET_CONFIGS or segnet_lib.SEGNET_CONFIGS[cfg.segnet].encoder != "shared":
+      raise NotImplementedError("the benchmark reference implements the 'shared' SegNet only")
+    to_np = lambda tree: {k: to_np(v) if isinstance(v, dict) else np.asarray(v) for k, v in tree.items()}
+    p = to_np(params)
+    self.encoder = VGGEncoder(p["encoder"]["params"], cfg.encoder_blocks, cfg.preprocess)
+    self.transform = Transform(p["transform"]["params"])
+    self.decoder = Decoder(p["decoder"]["params"], cfg.decoder_layers)
+    self.segnet = SegNetDecoder(p["segnet"]["params"], segnet_lib.SEGNET_CONFIGS[cfg.segnet])
+    self.feather = feather
+
+  def forward(self, content, style, controls):
+    """NCHW ``content``/``style`` in [0, 1], ``controls`` as ``Controls.as_array()`` → dict like JAX's."""
+    hw = content.shape[2:]
+    cf, sf = self.encoder(content), self.encoder(style)
+    c4, c5 = cf["relu4_1"], cf["relu5_1"]
+    stylised = weigh(*self.transform.attend(c4, sf["relu4_1"], c5, sf["relu5_1"]), controls[:, :2])
+    identity = weigh(*self.transform.attend(c4, c4, c5, c5), torch.ones(1, 2))   # T(c, c)
+    alpha = controls[:, 2, None, None, None, None]
+    t = self.transform.merge(alpha * stylised + (1 - alpha) * identity)
+    images = self.decoder(t.reshape(-1, *t.shape[2:]), hw).clamp(0, 1)
+    images = images.view(2, -1, *images.shape[1:])
+    mask = gaussian_blur(torch.sigmoid(self.segnet(cf)), self.feather * max(hw))
+    image = mask[:, None] * images[1] + (1 - mask[:, None]) * images[0]
+    return {"image": image, "mask": mask, "background": images[0], "person": images[1]}
+
+
+def configure_torch(threads: int | None = None) -> None:
+  """Flush denormals to zero (as XLA:CPU does) and use every core. Call before the first torch op.
+
+  Softmax attention produces denormal floats, and x86 multiplies them ~100× slower: without this the
+  published SANet's ``bmm(H, Sᵀ)`` alone takes seconds at relu4_1 of a 256² image. Worker threads
+  inherit the setting only if they start after it, hence "before the first op".
+  """
+  torch.set_flush_denormal(True)
+  torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def to_nchw(x) -> torch.Tensor:
+  return torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 3, 1, 2)))
+
+
+def max_abs_errors(jax_out: dict, torch_out: dict) -> dict[str, float]:
+  """Max |JAX − torch| of every output (images compared in NHWC)."""
+  errs = {}
+  for k, v in torch_out.items():
+    t = v.detach().numpy()
+    if t.ndim == 4:
+      t = t.transpose(0, 2, 3, 1)
+    errs[k] = float(np.abs(np.asarray(jax_out[k], np.float32) - t).max())
+  return errs

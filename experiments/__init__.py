@@ -1,0 +1,1 @@
+"""Experiments that measure jaxstyle programs (``python -m experiments.<name>``); results go to docs/."""

@@ -1,0 +1,347 @@
+"""SANet training (Park & Lee, CVPR 2019): the decoder and the multi-level transform; VGG-19 frozen.
+
+For content ``c`` and style ``s`` (random crops of one size), with ``T`` the transform at weights [[1, 1]]:
+
+    I_cs = dec(T(c, s)),  I_cc = dec(T(c, c)),  I_ss = dec(T(s, s))
+    L = λc·content(vgg(I_cs), vgg(c)) + λs·style(vgg(I_cs), vgg(s))
+        + λid1·(‖I_cc − c‖² + ‖I_ss − s‖²) + λid2·Σ_l (‖φ_l(I_cc) − φ_l(c)‖² + ‖φ_l(I_ss) − φ_l(s)‖²)
+
+with the terms of ``jaxstyle/losses.py``. The published code uses λid1 = 50 (pixels) and λid2 = 1
+(features); the paper's text swaps them (``train/configs/sanet.py:seed_paper``). The three transfers run
+as one batch of 3B through the transform and decoder, and content, style and the three outputs through
+VGG as two batches. Adam, lr 1e-4 with the published inverse-time decay ``lr / (1 + 5e-5·step)``
+(``adjust_learning_rate``). The encoder's params are not in the optimizer state: the step takes them as
+a separate, replicated argument.
+
+Two departures for the Caffe-convention ImageNet VGG-19 (inputs 0–255, activations 10²–10³× those of the
+published ``vgg_normalised``): the losses see each VGG layer divided by its mean activation
+(``feature_scales``), which restores the balance the λ weights were tuned for, and the decoder's first
+kernel is initialised divided by the std of real relu4_1 features (``init_trainable``), so its first
+outputs are images rather than values in the thousands. The transform and decoder see raw features, as
+at inference (``portrait.stylize``).
+
+``train_and_evaluate(config, workdir)`` runs it end to end (configs in ``train/configs/sanet.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxstyle import data as data_lib
+from jaxstyle import losses
+from jaxstyle import portrait
+from jaxstyle import training
+
+TRAINED = ("transform", "decoder")
+# fold_in tags that separate the random streams derived from a run's key.
+CONTENT_STREAM, STYLE_STREAM = 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Hparams:
+  """Everything the jitted step depends on besides its arguments (hashable: a static argument)."""
+  model: portrait.ModelConfig
+  batch_size: int                  # global
+  crop: int
+  lr: float = 1e-4
+  lr_decay: float = 5e-5
+  content_weight: float = 1.0
+  style_weight: float = 3.0
+  identity_pixel_weight: float = 50.0
+  identity_feature_weight: float = 1.0
+  # Loss-side divisors of relu1_1..relu5_1 (``pretrained.VGG19_IMAGENET_MEAN_ACTIVATION``); () = none.
+  feature_scales: tuple[float, ...] = ()
+
+
+def feature_scales(encoder: str) -> tuple[float, ...]:
+  """Divisors that bring the frozen encoder's loss features to O(1), as SANet's ``vgg_normalised``.
+
+  The Caffe-convention VGG-19 sees 0–255 inputs: its relu4_1 activations average ~560, so the style and
+  identity-feature losses would be ~10⁵× the (scale-free) content loss and the pixel identity term, and
+  the paper's λ weights would lose their meaning. Dividing each layer by its mean activation is Gatys et
+  al.'s normalised VGG as far as the losses are concerned. A random (test) encoder is left as is.
+  """
+  if encoder != "imagenet":
+    return ()
+  from jaxstyle import pretrained  # pylint: disable=g-import-not-at-top
+  return tuple(pretrained.VGG19_IMAGENET_MEAN_ACTIVATION[k] for k in losses.STYLE_LAYERS)
+
+
+def normalise_features(feats: dict, scales: tuple[float, ...]) -> dict:
+  if not scales:
+    return feats
+  return {**feats, **{k: feats[k] / s for k, s in zip(losses.STYLE_LAYERS, scales)}}
+
+
+def hparams_from_config(config) -> Hparams:
+  model = dataclasses.replace(portrait.MODEL_CONFIGS[config.model], dtype=config.dtype,
+                              formulation=config.formulation)
+  return Hparams(model=model, batch_size=config.batch_size, crop=config.crop, lr=config.lr,
+                 lr_decay=config.lr_decay, content_weight=config.loss.content,
+                 style_weight=config.loss.style, identity_pixel_weight=config.loss.identity_pixel,
+                 identity_feature_weight=config.loss.identity_feature,
+                 feature_scales=feature_scales(config.encoder))
+
+
+def learning_rate(hp: Hparams):
+  """The published SANet schedule: ``lr / (1 + decay · step)``, step counted from 0."""
+  return lambda count: hp.lr / (1.0 + hp.lr_decay * count)
+
+
+def make_optimizer(hp: Hparams) -> optax.GradientTransformation:
+  return optax.adam(learning_rate(hp))
+
+
+def init_trainable(hp: Hparams, rng: jax.Array, feature_scale: float = 1.0) -> dict[str, Any]:
+  """Random transform and decoder; the decoder's first kernel divided by ``feature_scale``.
+
+  LeCun-normal init keeps activation scales, so a decoder fed relu4_1 features of std σ first outputs
+  images of std ~σ. With the Caffe-convention VGG-19 (inputs 0–255) σ is in the tens to hundreds and
+  the first losses are ~1e11; dividing by σ (``feature_scale``, measured on real images by
+  ``relu4_1_std``) starts the decoder near unit-scale outputs, as the published ``vgg_normalised``
+  setup does.
+  """
+  params = portrait.init_params(hp.model, rng, (hp.crop, hp.crop))
+  params = {k: params[k] for k in TRAINED}
+  first = hp.model.decoder_layers[0][0]
+  kernel = params["decoder"]["params"][first]["kernel"]
+  params["decoder"]["params"][first]["kernel"] = kernel / feature_scale
+  return params
+
+
+@functools.partial(jax.jit, static_argnames="hp")
+def relu4_1_std(frozen: dict, images: jax.Array, hp: Hparams) -> jax.Array:
+  """Standard deviation of the frozen encoder's relu4_1 features of ``images`` (see ``init_trainable``)."""
+  feats = portrait.build(hp.model).encoder.apply(frozen["encoder"], images)
+  return jnp.std(feats["relu4_1"].astype(jnp.float32))
+
+
+def get_images(data: Any, key: jax.Array, step: jax.Array, hp: Hparams) -> jax.Array:
+  """A placed host batch as is, or random crops of a resident dataset (``data_lib.sample_crops``)."""
+  if isinstance(data, dict):
+    return training.shard_batch(data_lib.sample_crops(data, key, step, hp.batch_size, hp.crop))
+  return data
+
+
+def transfers(params: dict, frozen: dict, content: jax.Array, style: jax.Array, hp: Hparams):
+  """((I_cs, I_cc, I_ss), loss features of (content, style, I_cs, I_cc, I_ss))."""
+  m = portrait.build(hp.model)
+  b, hw = content.shape[0], content.shape[1:3]
+  encode = lambda x: m.encoder.apply(frozen["encoder"], x)
+  feats = encode(jnp.concatenate([content, style]))   # raw: what the transform sees at inference
+  fc = jax.tree.map(lambda x: x[:b], feats)
+  fs = jax.tree.map(lambda x: x[b:], feats)
+  cat = lambda *xs: jnp.concatenate(xs)
+  # Queries from (c, c, s), keys/values from (s, c, s): I_cs, I_cc, I_ss in one batch.
+  t = m.transform.apply(params["transform"],
+                        cat(fc["relu4_1"], fc["relu4_1"], fs["relu4_1"]),
+                        cat(fs["relu4_1"], fc["relu4_1"], fs["relu4_1"]),
+                        cat(fc["relu5_1"], fc["relu5_1"], fs["relu5_1"]),
+                        cat(fs["relu5_1"], fc["relu5_1"], fs["relu5_1"]),
+                        jnp.ones((1, 2), jnp.float32))[0]
+  out = m.decoder.apply(params["decoder"], t, hw)
+  f_out = encode(out)
+  split = lambda x: (x[:b], x[b:2 * b], x[2 * b:])
+  i_cs, i_cc, i_ss = split(out)
+  f_cs, f_cc, f_ss = (dict(zip(f_out, v)) for v in zip(*(split(x) for x in f_out.values())))
+  # Only the losses see normalised features (``feature_scales``).
+  loss_feats = tuple(normalise_features(f, hp.feature_scales) for f in (fc, fs, f_cs, f_cc, f_ss))
+  return (i_cs, i_cc, i_ss), loss_feats
+
+
+def loss_terms(params: dict, frozen: dict, content: jax.Array, style: jax.Array, hp: Hparams):
+  (_, i_cc, i_ss), (fc, fs, f_cs, f_cc, f_ss) = transfers(params, frozen, content, style, hp)
+  terms = {
+      "loss/content": losses.content_loss(f_cs, fc),
+      "loss/style": losses.style_loss(f_cs, fs),
+      "loss/identity_pixel": losses.identity_pixel_loss(i_cc, content, i_ss, style),
+      "loss/identity_feature": losses.identity_feature_loss(f_cc, fc, f_ss, fs),
+  }
+  total = (hp.content_weight * terms["loss/content"] + hp.style_weight * terms["loss/style"]
+           + hp.identity_pixel_weight * terms["loss/identity_pixel"]
+           + hp.identity_feature_weight * terms["loss/identity_feature"])
+  return total, terms
+
+
+@functools.partial(jax.jit, static_argnames="hp", donate_argnames="state")
+def train_step(state: training.TrainState, frozen: dict, data: dict, hp: Hparams):
+  """One Adam step. ``data``: ``{"content", "style"}``, each a placed batch or a resident dataset."""
+  content = get_images(data["content"], jax.random.fold_in(state.rng, CONTENT_STREAM), state.step, hp)
+  style = get_images(data["style"], jax.random.fold_in(state.rng, STYLE_STREAM), state.step, hp)
+  (loss, terms), grads = jax.value_and_grad(loss_terms, has_aux=True)(
+      state.params, frozen, content, style, hp)
+  updates, opt_state = make_optimizer(hp).update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {"loss": loss, **terms, **training.update_metrics(grads, state.params, updates),
+             "lr": learning_rate(hp)(state.step)}
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+@functools.partial(jax.jit, static_argnames="hp")
+def sample(params: dict, frozen: dict, content: jax.Array, style: jax.Array, hp: Hparams):
+  (i_cs, i_cc, i_ss), _ = transfers(params, frozen, content, style, hp)
+  return i_cs, i_cc, i_ss
+
+
+def sample_grid(params, frozen, content, style, hp: Hparams) -> np.ndarray:
+  """One row per example: content | style | output | I_cc | I_ss (uint8)."""
+  outs = jax.device_get(sample(params, frozen, content, style, hp))
+  c, s = np.asarray(content), np.asarray(style)
+  return training.image_grid(zip(c, s, *outs))
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def image_source(spec, config, *, stream: str, start_step: int, mesh) -> Any:
+  """A host iterator of local batches, or (``config.resident``) a resident dataset placed on the mesh."""
+  local_batch = training.local_batch_size(config.batch_size, mesh)
+  if spec.source == "tfds":
+    if config.resident:
+      raise ValueError("resident datasets are read from folders; use source='folder'")
+    return data_lib.tfds_images(spec.name, spec.split, batch_size=local_batch, crop=config.crop,
+                                resize=config.resize, seed=config.seed, start_step=start_step,
+                                image_key=spec.get("image_key", "image"),
+                                data_dir=config.get("tfds_data_dir") or None)
+  if spec.source != "folder":
+    raise ValueError(f"unknown image source {spec.source!r}: 'folder' or 'tfds'")
+  files = data_lib.list_images(*(data_lib.resolve_path(f, config.data_dir) for f in spec.folders))
+  if config.resident:
+    ds = data_lib.load_resident(files, resize=config.resize, max_aspect=config.max_aspect,
+                                num_threads=config.num_decode_threads)
+    logging.info("%s: %d images resident on the device, %s (%.1f MB)", stream, len(ds),
+                 ds.pixels.shape, ds.pixels.nbytes / 2**20)
+    return ds
+  return data_lib.FolderPipeline(files, batch_size=local_batch, crop=config.crop, resize=config.resize,
+                                 seed=config.seed, stream=stream, start_step=start_step,
+                                 num_threads=config.num_decode_threads, prefetch=config.prefetch)
+
+
+def data_getter(sources: dict[str, Any], mesh):
+  """(``get_data(step)`` → the step's ``data`` argument, host-side decode metrics)."""
+  resident = {k: training.place_replicated(mesh, v.arrays()) for k, v in sources.items()
+              if isinstance(v, data_lib.ResidentImages)}
+
+  def get_data(step: int) -> dict:
+    del step  # host pipelines are sequential from start_step; resident crops use the state's step
+    return {k: resident[k] if k in resident else training.place_batch(mesh, next(v)["image"])
+            for k, v in sources.items()}
+
+  def decode_metrics() -> dict:
+    out = {}
+    for k, v in sources.items():
+      if hasattr(v, "stats"):
+        out.update(v.stats.metrics(f"data/{k}"))
+    return out
+
+  return get_data, decode_metrics
+
+
+def fixed_images(config, sources: dict[str, Any], mesh) -> dict[str, np.ndarray]:
+  """``config.num_samples`` fixed content and style images for the sample grids."""
+  out = {}
+  for i, (k, source) in enumerate(sources.items()):
+    if isinstance(source, data_lib.ResidentImages):
+      key = jax.random.PRNGKey(config.seed + 1000 + i)
+      crops = jax.jit(data_lib.sample_crops, static_argnums=(3, 4))
+      out[k] = np.asarray(crops(source.arrays(), key, jnp.int32(0), config.num_samples, config.crop))
+      continue
+    extra = image_source(config[k], config, stream=f"{k}_samples", start_step=0, mesh=mesh)
+    out[k] = next(extra)["image"][:config.num_samples]
+    if hasattr(extra, "close"):
+      extra.close()
+  return out
+
+
+# -------------------------------------------------------------------------------------- frozen
+
+
+def export(directory, params: dict, frozen: dict, *, config, imagenet_encoder: bool, step: int,
+           metrics: dict, wall_s: float) -> dict:
+  """Adds decoder + transform (and a non-ImageNet encoder) to the weights folder ``directory``,
+  keeping networks other trainers wrote there (``weights.update``)."""
+  nets = {k: jax.device_get(params[k]) for k in TRAINED}
+  if not imagenet_encoder:
+    nets["encoder"] = jax.device_get(frozen["encoder"])
+  meta = {"steps": int(step), "losses": metrics, "wall_time_s": round(wall_s, 1),
+          "device": training.device_description(), "config": config.to_dict()}
+  return training.export_weights(directory, nets, trainer="sanet", encoder=config.encoder,
+                                 include_encoder=not imagenet_encoder, model_config=config.model,
+                                 dtype=config.export_dtype, meta=meta)
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def train_and_evaluate(config, workdir: str) -> training.TrainState:
+  """Trains SANet per ``config`` in ``workdir``, resuming from its latest checkpoint.
+
+  Writes ``checkpoints/``, ``metrics.jsonl``, ``tensorboard/``, ``samples/*.png`` and exports the
+  inference weights to ``config.export_dir`` (default ``workdir/weights``).
+  """
+  workdir = Path(workdir)
+  t_start = time.perf_counter()
+  training.quiet_orbax()
+  hp = hparams_from_config(config)
+  mesh = training.data_mesh()
+  writer = training.MetricWriter(workdir)
+  checkpointer = training.Checkpointer(workdir / "checkpoints", save_every=config.checkpoint_every,
+                                       keep=config.keep_checkpoints)
+  sources: dict[str, Any] = {}
+  try:
+    with jax.set_mesh(mesh):
+      ckpt_step = checkpointer.latest_step()
+      start = 0 if ckpt_step is None else ckpt_step
+      frozen, imagenet_encoder = training.frozen_encoder(config.encoder, hp.model, config.seed)
+      frozen = training.place_replicated(mesh, frozen)
+      for k in ("content", "style"):
+        sources[k] = image_source(config[k], config, stream=k, start_step=start, mesh=mesh)
+      get_data, decode_metrics = data_getter(sources, mesh)
+      fixed = fixed_images(config, sources, mesh)
+      scale = float(relu4_1_std(frozen, fixed["content"], hp))
+      abstract, init = training.abstract_train_state(
+          functools.partial(init_trainable, hp, feature_scale=scale), make_optimizer(hp),
+          jax.random.PRNGKey(config.seed), mesh)
+      state = checkpointer.restore(abstract)
+      if state is None:
+        state = init(jax.random.PRNGKey(config.seed))
+        logging.info("decoder init: relu4_1 feature std %.4g", scale)
+      logging.info("SANet (%s model): step %d of %d on %s", config.model, start, config.num_steps,
+                   training.device_description())
+
+      def write_samples(step, state):
+        grid = sample_grid(state.params, frozen, fixed["content"], fixed["style"], hp)
+        writer.image(step, "samples", grid)
+
+      def write_weights(step, state):
+        if jax.process_index() == 0:
+          losses_now = {k: v for k, v in writer.last.items() if k.startswith("loss")}
+          export(config.export_dir or workdir / "weights", state.params, frozen, config=config,
+                 imagenet_encoder=imagenet_encoder, step=step, metrics=losses_now,
+                 wall_s=time.perf_counter() - t_start)
+
+      hooks = [training.Hook(config.sample_every, write_samples),
+               training.Hook(config.export_every, write_weights)]
+      loop = training.LoopConfig(num_steps=config.num_steps, global_batch=config.batch_size,
+                                 log_every=config.log_every)
+      with training.StopFlag() as stop:
+        state = training.run_loop(
+            state, train_step, lambda step: (frozen, get_data(step)), loop, static={"hp": hp},
+            checkpointer=checkpointer, writer=writer, hooks=hooks, stop=stop,
+            extra_metrics=decode_metrics)
+  finally:
+    for source in sources.values():
+      if hasattr(source, "close"):
+        source.close()
+    checkpointer.close()
+    writer.close()
+  return state

@@ -1,0 +1,250 @@
+"""SANet training on the tiny model: a real step, learning, resume, NaN stop, data parallelism, configs."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxstyle import portrait
+from jaxstyle import sanet_training as st
+from jaxstyle import training
+from jaxstyle import weights as weights_lib
+from train.configs import sanet as sanet_configs
+
+TINY = dataclasses.replace(portrait.MODEL_CONFIGS["tiny"], formulation="xla")
+HP = st.Hparams(model=TINY, batch_size=2, crop=32)
+
+
+def fixed_batch(seed=0, b=2, hw=32):
+  rng = np.random.default_rng(seed)
+  smooth = lambda: np.kron(rng.uniform(size=(b, hw // 8, hw // 8, 3)), np.ones((1, 8, 8, 1)))
+  return {"content": jnp.asarray(smooth(), jnp.float32), "style": jnp.asarray(smooth(), jnp.float32)}
+
+
+def new_state(hp=HP, seed=0):
+  mesh = portrait.data_mesh()
+  _, init = training.abstract_train_state(lambda r: st.init_trainable(hp, r), st.make_optimizer(hp),
+                                          jax.random.PRNGKey(seed), mesh)
+  return init(jax.random.PRNGKey(seed))
+
+
+@pytest.fixture(scope="module")
+def frozen():
+  return training.frozen_encoder("random", TINY, seed=0)[0]
+
+
+def test_learning_rate_is_the_published_inverse_time_decay():
+  lr = st.learning_rate(st.Hparams(model=TINY, batch_size=1, crop=8))
+  assert float(lr(0)) == pytest.approx(1e-4)
+  assert float(lr(20_000)) == pytest.approx(1e-4 / (1 + 5e-5 * 20_000))
+
+
+def test_train_step_trains_decoder_and_transform_only_and_loss_drops(frozen):
+  state = new_state()
+  assert set(state.params) == {"decoder", "transform"}
+  adam = state.opt_state[0]
+  assert set(adam.mu) == set(adam.nu) == {"decoder", "transform"}   # no encoder moments
+  encoder_before = jax.tree.map(np.asarray, frozen)
+  batch = fixed_batch()
+  state, m = st.train_step(state, frozen, batch, hp=HP)
+  assert int(state.step) == 1
+  for k in ("loss", "loss/content", "loss/style", "loss/identity_pixel", "loss/identity_feature",
+            "norm/grads", "norm/params", "norm/updates", "lr"):
+    assert np.isfinite(float(m[k])), k
+  expected = (m["loss/content"] + 3 * m["loss/style"] + 50 * m["loss/identity_pixel"]
+              + m["loss/identity_feature"])
+  np.testing.assert_allclose(float(m["loss"]), float(expected), rtol=1e-5)
+  losses = [float(m["loss"])]
+  for _ in range(29):
+    state, m = st.train_step(state, frozen, batch, hp=HP)
+    losses.append(float(m["loss"]))
+  assert losses[-1] < 0.5 * losses[0], losses
+  jax.tree.map(np.testing.assert_array_equal, encoder_before, jax.tree.map(np.asarray, frozen))
+
+
+def test_bfloat16_compute_keeps_float32_params(frozen):
+  hp = dataclasses.replace(HP, model=dataclasses.replace(TINY, dtype="bfloat16"))
+  state = new_state(hp)
+  state, m = st.train_step(state, frozen, fixed_batch(), hp=hp)
+  assert np.isfinite(float(m["loss"])) and float(m["norm/updates"]) > 0
+  assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+
+
+def test_normalised_vgg_divides_each_block_by_its_mean_activation(frozen):
+  means = {"relu1_1": 2.0, "relu2_1": 5.0, "relu3_1": 0.5, "relu4_1": 30.0, "relu5_1": 7.0}
+  scaled = training.normalised_vgg(frozen["encoder"], TINY.encoder_blocks, means)
+  encoder = portrait.build(TINY).encoder
+  x = jnp.asarray(fixed_batch()["content"])
+  raw, new = encoder.apply(frozen["encoder"], x), encoder.apply(scaled, x)
+  for k, s in means.items():
+    np.testing.assert_allclose(np.asarray(new[k]), np.asarray(raw[k]) / s, rtol=1e-4, atol=1e-5)
+  for b in range(1, 5):
+    np.testing.assert_array_equal(new[f"pool{b}_indices"], raw[f"pool{b}_indices"])
+
+
+def test_sample_grid_rows(frozen):
+  batch = fixed_batch()
+  grid = st.sample_grid(new_state().params, frozen, np.asarray(batch["content"]),
+                        np.asarray(batch["style"]), HP)
+  assert grid.dtype == np.uint8 and grid.shape == (2 * 32 + 2, 5 * 32 + 4 * 2, 3)
+
+
+def run_loop_from_checkpoint(workdir, frozen, batches, num_steps, stop_at=None, save_every=100):
+  """run_loop over host batches; sends itself SIGTERM while fetching batch ``stop_at``."""
+  mesh = portrait.data_mesh()
+  abstract, init = training.abstract_train_state(lambda r: st.init_trainable(HP, r),
+                                                 st.make_optimizer(HP), jax.random.PRNGKey(0), mesh)
+  ckpt = training.Checkpointer(workdir / "checkpoints", save_every=save_every, keep=2)
+  state = ckpt.restore(abstract) or init(jax.random.PRNGKey(0))
+
+  def get_args(step):
+    if step == stop_at:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return frozen, batches[step]
+
+  writer = training.MetricWriter(workdir)
+  try:
+    with training.StopFlag() as stop:
+      state = training.run_loop(state, st.train_step, get_args,
+                                training.LoopConfig(num_steps=num_steps, global_batch=2, log_every=2),
+                                static={"hp": HP}, checkpointer=ckpt, writer=writer, stop=stop)
+  finally:
+    ckpt.close()
+    writer.close()
+  return state
+
+
+def test_sigterm_saves_and_resume_matches_an_uninterrupted_run(tmp_path, frozen):
+  batches = [fixed_batch(seed=i) for i in range(6)]
+  straight = run_loop_from_checkpoint(tmp_path / "straight", frozen, batches, 6)
+  stopped = run_loop_from_checkpoint(tmp_path / "resumed", frozen, batches, 6, stop_at=2)
+  assert int(stopped.step) == 3          # the step fetched when SIGTERM came still runs, then a save
+  assert (tmp_path / "resumed" / "checkpoints" / "3").is_dir()
+  resumed = run_loop_from_checkpoint(tmp_path / "resumed", frozen, batches, 6)
+  assert int(resumed.step) == 6
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
+  lines = [json.loads(l) for l in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+  assert any("time/compile_s" in l for l in lines) and any("time/img_per_s" in l for l in lines)
+
+
+def test_nan_stops_training_and_names_the_step(tmp_path, frozen):
+  batches = [fixed_batch(seed=i) for i in range(6)]
+  batches[3] = {"content": batches[3]["content"].at[0, 0, 0, 0].set(jnp.nan),
+                "style": batches[3]["style"]}
+  with pytest.raises(training.NonFiniteError, match=r"at step 4\b"):
+    run_loop_from_checkpoint(tmp_path, frozen, batches, 6, save_every=2)
+  ckpt = training.Checkpointer(tmp_path / "checkpoints", save_every=2, keep=2)
+  assert ckpt.latest_step() == 2          # the NaN state (step 4) was never saved
+  ckpt.close()
+
+
+def runlocal_config(tmp_path, **overrides):
+  config = sanet_configs.get_config("runlocal")
+  config.data_dir = str(tmp_path / "data")
+  config.update(dict(num_steps=4, checkpoint_every=2, log_every=2, sample_every=100, export_every=100,
+                     resize=36))
+  config.update(overrides)
+  return config
+
+
+@pytest.fixture(scope="module")
+def tiny_folders(tmp_path_factory):
+  root = tmp_path_factory.mktemp("data")
+  rng = np.random.default_rng(0)
+  from PIL import Image
+  for sub, n in (("photos", 5), ("portraits", 3), ("styles", 4)):
+    (root / "data" / sub).mkdir(parents=True)
+    for i in range(n):
+      hw = (36 + 8 * (i % 2), 48 - 4 * i)
+      Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(root / "data" / sub / f"{i}.png")
+  return root
+
+
+def test_train_and_evaluate_resume_is_exact(tiny_folders, tmp_path):
+  straight = st.train_and_evaluate(runlocal_config(tiny_folders), str(tmp_path / "straight"))
+  half = st.train_and_evaluate(runlocal_config(tiny_folders, num_steps=2), str(tmp_path / "resumed"))
+  assert int(half.step) == 2
+  resumed = st.train_and_evaluate(runlocal_config(tiny_folders), str(tmp_path / "resumed"))
+  assert int(resumed.step) == 4
+  for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
+  # Exported inference weights (with the random encoder, which is not the ImageNet one) and samples.
+  params, manifest = weights_lib.load(tmp_path / "straight" / "weights")
+  assert set(params) == {"decoder", "transform", "encoder"} and manifest["encoder"] == "file"
+  assert manifest["meta"]["sanet"]["steps"] == 4 and "loss" in manifest["meta"]["sanet"]["losses"]
+  np.testing.assert_allclose(params["decoder"]["params"]["conv1_1"]["kernel"],
+                             straight.params["decoder"]["params"]["conv1_1"]["kernel"], atol=1e-6)
+  assert list((tmp_path / "straight" / "samples").glob("samples_*.png"))
+  assert list((tmp_path / "straight" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+DATA_PARALLEL = textwrap.dedent("""
+    import dataclasses, json
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_disable_most_optimizations", True)
+    from jaxstyle import data, portrait, sanet_training as st, training
+    assert jax.device_count() == 4
+    tiny = dataclasses.replace(portrait.MODEL_CONFIGS["tiny"], formulation="xla")
+    hp = st.Hparams(model=tiny, batch_size=4, crop=32)
+    frozen = training.frozen_encoder("random", tiny, 0)[0]
+    rng = np.random.default_rng(0)
+    host = {k: rng.uniform(size=(4, 32, 32, 3)).astype(np.float32) for k in ("content", "style")}
+    resident = {k: {"pixels": rng.integers(0, 256, (5, 40, 60, 3), dtype=np.uint8),
+                    "widths": np.array([60, 50, 40, 60, 44], np.int32),
+                    "transposed": np.array([0, 1, 0, 1, 0], bool)} for k in ("content", "style")}
+    out = {}
+    for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
+      mesh = portrait.data_mesh(devices)
+      with jax.set_mesh(mesh):
+        _, init = training.abstract_train_state(lambda r: st.init_trainable(hp, r), st.make_optimizer(hp),
+                                                jax.random.PRNGKey(0), mesh)
+        fz = training.place_replicated(mesh, frozen)
+        for kind, batch in (("host", training.place_batch(mesh, host)),
+                            ("resident", training.place_replicated(mesh, resident))):
+          state, m = st.train_step(init(jax.random.PRNGKey(0)), fz, batch, hp=hp)
+          params = {jax.tree_util.keystr(p): np.asarray(x)
+                    for p, x in jax.tree_util.tree_leaves_with_path(state.params)}
+          out[name + "_" + kind] = (float(m["loss"]), float(m["norm/grads"]), params)
+    for kind in ("host", "resident"):
+      (l1, g1, p1), (l4, g4, p4) = out["one_" + kind], out["four_" + kind]
+      np.testing.assert_allclose(l1, l4, rtol=1e-5)
+      np.testing.assert_allclose(g1, g4, rtol=1e-5)
+      for k in p1:
+        # The key conv's bias adds q·b to a whole softmax row: its gradient is 0 up to rounding, and
+        # Adam's first step turns rounding noise into ±lr. Every other parameter must agree.
+        tol = 2.01 * hp.lr if k.endswith("['g']['bias']") else 1e-6
+        np.testing.assert_allclose(p1[k], p4[k], rtol=1e-5, atol=tol, err_msg=kind + " " + k)
+    print("OK", json.dumps({k: v[0] for k, v in out.items()}))
+""")
+
+
+def test_data_parallel_step_equals_single_device_step():
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+  result = subprocess.run([sys.executable, "-c", DATA_PARALLEL], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parents[1])
+  assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_configs():
+  default = sanet_configs.get_config()
+  paper = sanet_configs.get_config("seed_paper")
+  assert (default.loss.identity_pixel, default.loss.identity_feature) == (50.0, 1.0)
+  assert (paper.loss.identity_pixel, paper.loss.identity_feature) == (1.0, 50.0)
+  assert {k: v for k, v in paper.to_dict().items() if k != "loss"} == \
+      {k: v for k, v in default.to_dict().items() if k != "loss"}
+  assert (default.batch_size, default.resize, default.crop, default.num_steps) == (5, 512, 256, 160_000)
+  assert default.content.name == "coco/2017" and default.style.folders == ("wikiart",)
+  shared = sanet_configs.get_config("shared_data,crop=128,resident=false,style.folders=styles+photos")
+  assert shared.crop == 128 and shared.resident is False and shared.style.folders == ("styles", "photos")
+  assert shared.content.folders == ("photos", "portraits")
+  with pytest.raises(ValueError, match="unknown variant"):
+    sanet_configs.get_config("nope")

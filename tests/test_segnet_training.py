@@ -1,0 +1,99 @@
+"""SegNet decoder training on the tiny model: a real step, learning, mIoU, export next to SANet."""
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxstyle import portrait
+from jaxstyle import sanet_training
+from jaxstyle import segnet_training as sg
+from jaxstyle import training
+from jaxstyle import weights as weights_lib
+from train.configs import segnet as segnet_configs
+
+from test_data import make_shared_data  # pylint: disable=g-bad-import-order
+
+TINY = dataclasses.replace(portrait.MODEL_CONFIGS["tiny"], formulation="xla")
+
+
+def disks(n=4, hw=32, seed=0):
+  """Bright disks (the 'person') on darker noise: a task the tiny encoder's features can solve."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[:hw, :hw]
+  masks = np.stack([((yy - rng.uniform(8, 24)) ** 2 + (xx - rng.uniform(8, 24)) ** 2
+                     < rng.uniform(30, 80)).astype(np.float32) for _ in range(n)])
+  images = 0.3 * rng.uniform(size=(n, hw, hw, 3)) + 0.6 * masks[..., None]
+  return {"image": jnp.asarray(images, jnp.float32), "mask": jnp.asarray(masks)}
+
+
+def test_train_step_learns_and_keeps_the_encoder_frozen():
+  hp = sg.Hparams(model=TINY, batch_size=4, crop=32, num_steps=40, lr=1e-2, warmup_steps=2)
+  frozen = training.frozen_encoder("random", TINY, 0)[0]
+  _, init = training.abstract_train_state(lambda r: sg.init_trainable(hp, r), sg.make_optimizer(hp),
+                                          jax.random.PRNGKey(0), portrait.data_mesh())
+  state = init(jax.random.PRNGKey(0))
+  assert set(state.params) == {"segnet"} and set(state.opt_state[0].mu) == {"segnet"}
+  batch = disks()
+  losses, ious = [], []
+  for _ in range(30):
+    state, m = sg.train_step(state, frozen, batch, hp=hp)
+    losses.append(float(m["loss"]))
+    ious.append(float(m["train/iou"]))
+  assert all(np.isfinite(losses)) and np.isfinite(float(m["norm/grads"]))
+  assert losses[-1] < 0.75 * losses[0], losses
+  metrics, pred = sg.evaluate(state.params, frozen, np.asarray(batch["image"]),
+                              np.asarray(batch["mask"]), hp, batch_size=3)   # 4 = 3 + a padded 1
+  assert pred.shape == (4, 32, 32) and 0.0 <= metrics["eval/miou"] <= 1.0
+  np.testing.assert_allclose(metrics["eval/miou"], np.mean(ious[-1:]), atol=0.25)
+
+
+def test_train_and_evaluate_reports_miou_and_exports_next_to_sanet(tmp_path):
+  root = make_shared_data(tmp_path / "data")
+  weights_dir = tmp_path / "weights"
+  # A SANet export already in the folder (untrained tiny nets) must survive the SegNet export.
+  sanet_params = portrait.init_params(portrait.MODEL_CONFIGS["tiny"], jax.random.PRNGKey(0))
+  encoder = training.frozen_encoder("random", TINY, 0)[0]
+  config = segnet_configs.get_config("runlocal")
+  config.update(dict(data_dir=str(root), resize=16, crop=16, eval_size=16, num_steps=6, eval_every=3,
+                     log_every=3, checkpoint_every=3, export_every=100, export_dir=str(weights_dir),
+                     photos_with_people=("photo1.jpg",)))
+  sanet_training.export(weights_dir, sanet_params, encoder, config=config, imagenet_encoder=False,
+                        step=0, metrics={}, wall_s=0.0)
+  state = sg.train_and_evaluate(config, str(tmp_path / "run"))
+  assert int(state.step) == 6
+  lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  mious = [l["eval/miou"] for l in lines if "eval/miou" in l]
+  assert len(mious) == 3 and all(0.0 <= v <= 1.0 for v in mious)    # steps 0, 3, 6
+  assert any("train/iou" in l for l in lines)
+  assert len(list((tmp_path / "run" / "samples").glob("eval_*.png"))) == 3
+  params, manifest = weights_lib.load(weights_dir)
+  assert set(params) == {"decoder", "transform", "encoder", "segnet"}
+  assert set(manifest["meta"]) == {"sanet", "segnet"} and manifest["meta"]["segnet"]["steps"] == 6
+  np.testing.assert_allclose(params["segnet"]["params"]["unpool1_conv2"]["kernel"],
+                             state.params["segnet"]["params"]["unpool1_conv2"]["kernel"], atol=1e-6)
+  with pytest.raises(weights_lib.WeightsError, match="model config"):
+    weights_lib.update(weights_dir, {"segnet": params["segnet"]}, model_config="default")
+  # A SegNet trained on another encoder must not join these SANet networks.
+  with pytest.raises(weights_lib.WeightsError, match="trained on encoder 'random'"):
+    training.export_weights(weights_dir, {"segnet": params["segnet"]}, trainer="segnet",
+                            encoder="imagenet_normalised", include_encoder=False, model_config="tiny",
+                            dtype="float32", meta={})
+
+
+def test_vgg16_segnet_is_refused():
+  sg.check_model(TINY)
+  with pytest.raises(ValueError, match="own encoder"):
+    sg.check_model(dataclasses.replace(TINY, segnet="vgg16_bn"))
+
+
+def test_configs():
+  default = segnet_configs.get_config()
+  assert default.source == "portraits" and default.encoder == "imagenet_normalised" and default.negatives
+  coco = segnet_configs.get_config("coco_panoptic")
+  assert coco.source == "tfds" and coco.tfds_name == "coco/2017_panoptic"
+  changed = {k for k, v in coco.to_dict().items() if default.to_dict()[k] != v}
+  assert changed == {"source", "resize", "crop", "eval_size", "batch_size", "num_steps", "eval_every",
+                     "checkpoint_every", "export_every"}

@@ -1,0 +1,9 @@
+r"""Trains SANet: ``python -m train.sanet --config train/configs/sanet.py[:variant] --workdir DIR``.
+
+See ``train/configs/sanet.py`` for the variants and ``jaxstyle/sanet_training.py`` for the method.
+"""
+from jaxstyle import sanet_training
+import train
+
+if __name__ == "__main__":
+  train.run(sanet_training.train_and_evaluate)

@@ -1,0 +1,9 @@
+r"""Trains SegNet: ``python -m train.segnet --config train/configs/segnet.py[:variant] --workdir DIR``.
+
+See ``train/configs/segnet.py`` for the variants and ``jaxstyle/segnet_training.py`` for the method.
+"""
+from jaxstyle import segnet_training
+import train
+
+if __name__ == "__main__":
+  train.run(segnet_training.train_and_evaluate)
