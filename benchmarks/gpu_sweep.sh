@@ -6,7 +6,7 @@
 #
 # Writes 8 files, flat, into OUTDIR:
 #   scaling_infer.{csv,md,png}  portrait program, bf16: batches 16 and 64 at 512² (the issue's target is
-#                               ≥ 400 img/s on one H100), 256² ×128, 1024² ×16, 2048² ×4
+#                               ≥ 400 img/s on one H100), 256² ×128, 1024² ×16, 2048² ×2
 #   portrait_bench.{csv,md}     the portrait program at 512² and 1024², bf16 and f32, batch 16, JAX only,
 #                               with a per-network / per-layer profile of one call at 512² bf16
 #   scaling_train.{csv,md,png}  the SANet train step at 256², bf16, batch 16 (and 32 if time is left)
@@ -26,13 +26,16 @@ if [ "${SMOKE:-0}" = 1 ]; then
   TRAIN_RES=32; TRAIN_BATCHES=2,4
 else
   # 512:16 and 1024:16 are also portrait_bench's bf16 configurations: compiled once, cached.
-  MODEL=default; INFER_GRID="512:16,64;256:128;1024:16;2048:4"; BENCH_SIZES=512,1024; BENCH_BATCH=16
+  # Run in order of pixels per step: 512×16, 256×128, 2048×2, 512×64, 1024×16 (~4–17 Mpx; 512² bf16
+  # throughput saturated at batch 32–64 in docs/runs/program_throughput_h100.csv).
+  MODEL=default; INFER_GRID="512:16,64;256:128;1024:16;2048:2"; BENCH_SIZES=512,1024; BENCH_BATCH=16
   PROFILE_SIZE=512; TRAIN_RES=256; TRAIN_BATCHES=16,32
 fi
 # Seconds per part (sum 178): `timeout` is the hard limit; the sweeps also stop starting configurations
-# earlier (--max-seconds) so that they end by themselves. The train step compiles in ~50 s on an H100
-# (docs/runs/sanet_h100_metrics.jsonl), so its second batch size runs only if the first was quick.
-T_INFER=${T_INFER:-68}; T_BENCH=${T_BENCH:-40}; T_TRAIN=${T_TRAIN:-70}
+# earlier (--max-seconds) so that they end by themselves. Each configuration compiles in ~9 s on an H100;
+# the train step in ~50 s (docs/runs/sanet_h100_metrics.jsonl), so its second batch size runs only if
+# the first was quick.
+T_INFER=${T_INFER:-68}; T_BENCH=${T_BENCH:-45}; T_TRAIN=${T_TRAIN:-65}
 
 part() {  # part NAME SECONDS command...
   local name=$1 secs=$2; shift 2
@@ -41,11 +44,10 @@ part() {  # part NAME SECONDS command...
   echo "=== $name: exit ${PIPESTATUS[0]} at ${SECONDS} s"
 }
 
-(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
- "$PY" -c "import jax; print('jax', jax.__version__, jax.devices())") 2>&1 | head -5
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 
 part "scaling: portrait program" "$T_INFER" "$PY" -m experiments.scaling --what infer --model "$MODEL" \
-  --dtypes bfloat16 --res-batches "$INFER_GRID" --repeats 3 --max-seconds $((T_INFER - 20)) --out "$OUTDIR"
+  --dtypes bfloat16 --res-batches "$INFER_GRID" --repeats 3 --max-seconds $((T_INFER - 14)) --out "$OUTDIR"
 
 rm -f "$OUTDIR/portrait_bench.csv" "$OUTDIR/portrait_bench.md"
 part "portrait_bench" "$T_BENCH" "$PY" benchmarks/portrait_bench.py --model "$MODEL" --sizes "$BENCH_SIZES" \
@@ -54,7 +56,7 @@ part "portrait_bench" "$T_BENCH" "$PY" benchmarks/portrait_bench.py --model "$MO
 
 part "scaling: SANet train step" "$T_TRAIN" "$PY" -m experiments.scaling --what train --model "$MODEL" \
   --dtypes bfloat16 --resolutions "$TRAIN_RES" --batches "$TRAIN_BATCHES" --repeats 3 \
-  --max-seconds $((T_TRAIN - 55)) --out "$OUTDIR"
+  --max-seconds $((T_TRAIN - 50)) --out "$OUTDIR"
 
 echo "=== done in ${SECONDS} s"
 ls -la "$OUTDIR"

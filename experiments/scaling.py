@@ -414,34 +414,24 @@ def markdown(rows: list[dict], title: str, notes: list[str]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: Path, title: str) -> bool:
-  """img/s vs devices, ms/img vs resolution, memory vs resolution: one PNG with three panels."""
-  try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    print("matplotlib not installed: no plot")
-    return False
-  ok = [r for r in rows if r["status"] in ("ok", "partial")]
-  mem = [r for r in rows if r.get("xla_temp_mib") is not None or r.get("peak_mem_mib") is not None]
-  fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-  ax = axes[0]
+def _throughput_panel(ax, ok: list[dict]) -> None:
   series: dict[tuple, list] = {}
   for r in ok:
     for scaling in (("strong", "weak") if r["scaling"] == "base" else (r["scaling"],)):
       b = r["global_batch"] if scaling == "strong" else r["per_device_batch"]
       series.setdefault((scaling, r["resolution"], r["dtype"], b), []).append(r)
+  swept = len({r["devices"] for r in ok}) > 1
   for (scaling, res, dtype, b), rs in sorted(series.items()):
-    if len(rs) < 2 and len(series) > 1 and len({r["devices"] for r in ok}) > 1:
+    if swept and len(rs) < 2:
       continue                 # a lone baseline point of a series that was not swept
     rs = sorted(rs, key=lambda r: r["devices"])
     label = f"{scaling} {res}² {dtype} " + (f"global {b}" if scaling == "strong" else f"{b}/dev")
     ax.plot([r["devices"] for r in rs], [r["img_per_s"] for r in rs], "o-", label=label)
   ax.set(xlabel="devices", ylabel="images / s", title="throughput vs devices")
-  ax.set_xscale("log", base=2)
-  ax = axes[1]
-  series = {}
+
+
+def _time_panel(ax, ok: list[dict]) -> None:
+  series: dict[tuple, list] = {}
   for r in ok:
     series.setdefault((r["dtype"], r["devices"], r["scaling"]), []).append(r)
   for (dtype, n, scaling), rs in sorted(series.items()):
@@ -453,30 +443,55 @@ def plot(rows: list[dict], path: Path, title: str) -> bool:
     label = f"{dtype}, {n} dev" + ("" if scaling == "base" else f" ({scaling})")
     ax.plot([r["resolution"] for r in rs], [r["ms_per_img"] for r in rs], "o-", label=label)
   ax.set(xlabel="resolution (px side)", ylabel="ms / image (best batch)", title="time vs resolution")
-  ax.set_xscale("log", base=2)
-  ax.set_yscale("log")
-  ax = axes[2]
-  series = {}
+
+
+def _memory_panel(ax, mem: list[dict]) -> None:
+  series: dict[tuple, list] = {}
   for r in mem:
-    series.setdefault((r["dtype"], r["per_device_batch"]), []).append(r)
-  for (dtype, b), rs in sorted(series.items()):
+    series.setdefault((r["dtype"], r["devices"], r["per_device_batch"]), []).append(r)
+  for (dtype, n, b), rs in sorted(series.items()):
     rs = sorted({r["resolution"]: r for r in rs}.values(), key=lambda r: r["resolution"])
+    what = f"{dtype}, {n} dev × {b}"
     if any(r.get("xla_temp_mib") for r in rs):
       ax.plot([r["resolution"] for r in rs], [r.get("xla_temp_mib") or np.nan for r in rs], "o-",
-              label=f"XLA temp, {dtype}, {b}/dev")
+              label=f"XLA temp, {what}")
     if any(r.get("peak_mem_mib") for r in rs):
       ax.plot([r["resolution"] for r in rs], [r.get("peak_mem_mib") or np.nan for r in rs], "s--",
-              label=f"device peak, {dtype}, {b}/dev")
+              label=f"device peak, {what}")
   ax.set(xlabel="resolution (px side)", ylabel="MiB per device", title="memory vs resolution")
-  ax.set_xscale("log", base=2)
-  ax.set_yscale("log")
-  for ax, key in zip(axes, ("devices", "resolution", "resolution")):
+
+
+def plot(rows: list[dict], path: Path, title: str) -> bool:
+  """img/s vs devices, ms/img vs resolution, memory vs resolution: one PNG, the panels that have data."""
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    from matplotlib.ticker import ScalarFormatter  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    print("matplotlib not installed: no plot")
+    return False
+  ok = [r for r in rows if r["status"] in ("ok", "partial")]
+  mem = [r for r in rows if r.get("xla_temp_mib") is not None or r.get("peak_mem_mib") is not None]
+  panels = [(p, data, key) for p, data, key in ((_throughput_panel, ok, "devices"),
+                                                (_time_panel, ok, "resolution"),
+                                                (_memory_panel, mem, "resolution")) if data]
+  if not panels:
+    return False
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.6), squeeze=False)
+  for ax, (panel, data, key) in zip(axes[0], panels):
+    panel(ax, data)
+    ax.set_xscale("log", base=2)
+    ticks = sorted({r[key] for r in data})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ys = [y for line in ax.get_lines() for y in line.get_ydata() if np.isfinite(y) and y > 0]
+    if panel is not _throughput_panel and ys and max(ys) / min(ys) > 20:
+      ax.set_yscale("log")
+      ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=7)
-    ticks = sorted({r[key] for r in rows if r.get(key)})
-    if ticks:
-      ax.set_xticks(ticks, [str(t) for t in ticks])
-      ax.minorticks_off()
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)

@@ -183,8 +183,9 @@ def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.
   alpha = controls[:, 2, None, None, None, None].astype(stylised.dtype)
   t = m.transform.apply(params["transform"], alpha * stylised + (1 - alpha) * identity,
                         method=Transform.merge)
-  images = m.decoder.apply(params["decoder"], t.reshape(-1, *t.shape[2:]), hw)
-  images = jnp.clip(images.astype(jnp.float32), 0, 1).reshape(regions, -1, *hw, 3)
+  # Regions and batch share the decoder's batch axis batch-major, so a sharded batch stays sharded.
+  images = m.decoder.apply(params["decoder"], t.swapaxes(0, 1).reshape(-1, *t.shape[2:]), hw)
+  images = jnp.clip(images.astype(jnp.float32), 0, 1).reshape(-1, regions, *hw, 3).swapaxes(0, 1)
   if keep_color:
     images = jnp.clip(preserve_color(images, content.astype(jnp.float32)[None]), 0, 1)
   if mode == "plain":

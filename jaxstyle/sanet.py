@@ -127,8 +127,9 @@ class Transform(nn.Module):
 
   def merge(self, mixed: jax.Array) -> jax.Array:
     r, b = mixed.shape[:2]
-    out = self.merge_conv(mixed.reshape(r * b, *mixed.shape[2:]))
-    return out.reshape(r, b, *out.shape[1:])
+    # Batch-major [B·R]: a batch sharded over devices stays sharded (an [R·B] merge would gather it).
+    out = self.merge_conv(mixed.swapaxes(0, 1).reshape(b * r, *mixed.shape[2:]))
+    return out.reshape(b, r, *out.shape[1:]).swapaxes(0, 1)
 
   def __call__(self, c4, s4, c5, s5, weights: jax.Array) -> jax.Array:
     return self.merge(weigh(*self.attend(c4, s4, c5, s5), weights))

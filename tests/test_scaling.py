@@ -1,5 +1,6 @@
 """The scaling sweep end to end on 2 simulated CPU devices (tiny model), and its helpers."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -71,3 +72,37 @@ def test_peak_table_and_oom_detection():
   assert scaling.peak_tflops(_Dev(), "float32")[0] == pytest.approx(494.7)
   assert scaling.is_oom(RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate"))
   assert not scaling.is_oom(ValueError("shapes do not match"))
+
+
+SHARDING_PROBE = """
+import json, re, jax, jax.numpy as jnp
+from experiments import scaling
+from jaxstyle import portrait
+cfg = portrait.MODEL_CONFIGS["tiny"]
+out = {}
+for n in (1, 2):
+  mesh = portrait.data_mesh(jax.devices()[:n])
+  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  bat = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
+                        scaling.random_params(cfg))
+  x = jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.float32, sharding=bat)
+  k = jax.ShapeDtypeStruct((2, 3), jnp.float32, sharding=rep)
+  compiled = portrait.make_program(cfg, mesh).lower(params, x, x, k).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  out[n] = {"flops": cost["flops"], "gathers": len(re.findall(r"all-gather", compiled.as_text()))}
+print(json.dumps(out))
+"""
+
+
+def test_portrait_program_splits_the_batch_without_gathering_it():
+  """Per-device FLOPs halve on 2 devices and no all-gather appears (regions × batch kept batch-major)."""
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+         "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+  proc = subprocess.run([sys.executable, "-c", SHARDING_PROBE], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["2"]["gathers"] == 0
+  assert out["2"]["flops"] == pytest.approx(out["1"]["flops"] / 2, rel=0.02)

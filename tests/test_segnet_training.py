@@ -91,7 +91,7 @@ def test_vgg16_segnet_is_refused():
 
 def test_configs():
   default = segnet_configs.get_config()
-  assert default.source == "portraits" and default.encoder == "imagenet_normalised" and default.negatives
+  assert default.source == "portraits" and default.encoder == "imagenet" and default.negatives
   coco = segnet_configs.get_config("coco_panoptic")
   assert coco.source == "tfds" and coco.tfds_name == "coco/2017_panoptic"
   changed = {k for k, v in coco.to_dict().items() if default.to_dict()[k] != v}

@@ -7,7 +7,7 @@ fields, e.g. ``:shared_data,crop=128,style.folders=styles+photos``; any field al
 - ``default``: the published SANet setup. Content: COCO 2017 train via tfds; style: a WikiArt folder
   (``$data_dir/wikiart``); shorter side 512, random 256² crops, batch 5, Adam 1e-4 with inverse-time decay
   5e-5, λc = 1, λs = 3, λid1 = 50 (pixels), λid2 = 1 (features), 160k steps, frozen ImageNet VGG-19
-  normalised per block to unit mean activation (``encoder``).
+  as shipped, its loss features divided by their mean activations (``encoder``; the shipped weights).
 
       python -m train.sanet --config train/configs/sanet.py --workdir runs/sanet_default
 
@@ -80,7 +80,7 @@ def default() -> ml_collections.ConfigDict:
   # tuned on; imagenet: as shipped (0–255 inputs, features 10²–10³× larger: losses are normalised instead,
   # but the decoder/transform see large inputs and the first ~100 steps are spent shrinking the decoder);
   # random: tests.
-  config.encoder = "imagenet_normalised"
+  config.encoder = "imagenet"             # the shipped weights were trained with this
   config.seed = 0
 
   config.data_dir = "../shared/data"

@@ -56,7 +56,7 @@ def default() -> ml_collections.ConfigDict:
   config.dtype = "float32"
   config.formulation = "auto"
   # Must match the SANet run exporting into the same weights folder (train/configs/sanet.py).
-  config.encoder = "imagenet_normalised"   # imagenet_normalised | imagenet | random (tests)
+  config.encoder = "imagenet"   # imagenet (the shipped weights) | imagenet_normalised | random (tests)
   config.seed = 0
 
   config.source = "portraits"              # portraits (shared folders, resident) | tfds
