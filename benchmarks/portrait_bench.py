@@ -161,11 +161,12 @@ def rss_kib(field: str) -> int:
 
 
 def measure_rss_peak(args, impl: str, size: int, dtype: str) -> float | None:
-  """Peak RSS increase (MiB) of one call of ``impl`` in a fresh subprocess (``_rss_probe``).
+  """Peak RSS increase (MiB) of running ``impl`` in a fresh subprocess (``_rss_probe``).
 
-  The subprocess builds (and for JAX compiles and runs once), records its resident set, resets the
-  kernel's high-water mark (``/proc/self/clear_refs``), makes one call and reports the high-water mark
-  minus the recorded base: the memory the call itself needed, weights and inputs excluded.
+  The subprocess builds (JAX: compiles), records its resident set, resets the kernel's high-water mark
+  (``/proc/self/clear_refs``), makes two calls and reports the high-water mark minus the recorded base:
+  the memory running needs, caches the first call sets up (XLA's buffers, oneDNN's) included, weights,
+  inputs and compilation excluded.
   """
   cmd = [sys.executable, str(Path(__file__).resolve()), "--_rss-probe", impl, "--sizes", str(size),
          "--batch", str(args.batch), "--dtype", dtype, "--model", args.model,
@@ -185,13 +186,13 @@ def rss_probe(args, impl: str) -> None:
   if impl == "jax":
     compiled, call_args, *_ = build_jax(args, size, dtype)
     call = lambda: run_jax(compiled, call_args)
-    call()
   else:
     model, torch_args = build_torch(args, scaling.random_params(model_config(args, "float32")), size)
     call = lambda: run_torch(model, torch_args)
   base = rss_kib("VmRSS")
   with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
+  call()
   call()
   print(json.dumps({"peak_mib": (rss_kib("VmHWM") - base) / 1024}))
 
@@ -229,7 +230,7 @@ def bench_size(args, size: int, dtype: str) -> tuple[Row, str]:
       torch_t.append(time.perf_counter() - t0)
   per_img = lambda ts: statistics.median(ts) * 1e3 / args.batch
   if device.platform == "cpu":
-    peak_kind = "RSS Δ of one call (subprocess)"
+    peak_kind = "peak RSS increase of two calls in a fresh subprocess, after set-up (and compile)"
     jax_peak = measure_rss_peak(args, "jax", size, dtype) if args.memory else None
     torch_peak = measure_rss_peak(args, "torch", size, dtype) if args.memory and use_torch else None
   else:
@@ -261,8 +262,10 @@ def profile_call(compiled, call_args, label: str, top: int = 12) -> str:
   import tempfile  # pylint: disable=g-import-not-at-top
   try:
     from jax._src.lib import _profile_data  # pylint: disable=g-import-not-at-top
-    inst2op = {m.group(1): m.group(2) for m in re.finditer(
-        r'^\s*(?:ROOT )?%?([\w.\-]+) = .*?op_name="([^"]+)"', compiled.as_text(), re.M)}
+    hlo = compiled.as_text()
+    inst2op = {m.group(1): "" for m in re.finditer(r'^\s*(?:ROOT )?%?([\w.\-]+) = ', hlo, re.M)}
+    inst2op.update({m.group(1): m.group(2) for m in re.finditer(
+        r'^\s*(?:ROOT )?%?([\w.\-]+) = .*?op_name="([^"]+)"', hlo, re.M)})
     with tempfile.TemporaryDirectory() as tmp:
       jax.profiler.start_trace(tmp)
       run_jax(compiled, call_args)
@@ -284,10 +287,10 @@ def profile_call(compiled, call_args, label: str, top: int = 12) -> str:
           stats = dict(ev.stats)
           name = str(stats.get("hlo_op", ev.name)).lstrip("%")
           op = inst2op.get(name)
-          if op is None:
-            if not device_planes:
-              continue                      # thread-pool bookkeeping, not an XLA op
-            op = str(stats.get("tf_op", "other/" + re.sub(r"[.\d]+$", "", name)))
+          if op is None and not device_planes:
+            continue                        # thread-pool bookkeeping, not an XLA op
+          if not op:                        # an op without metadata (e.g. a layout copy's fusion)
+            op = str(stats.get("tf_op", "")) or "other/" + re.sub(r"[.\d]+$", "", name)
           parts = [p for p in op.split("/") if p and not p.startswith(("jit(", "pjit("))]
           key = "/".join(parts[:2]) if len(parts) > 1 else "(glue) " + (parts[0] if parts else name)
           per_layer[key] = per_layer.get(key, 0.0) + ev.duration_ns / 1e6

@@ -62,7 +62,7 @@ PEAK_TFLOPS = (
 FIELDS = ("what", "scaling", "devices", "global_batch", "per_device_batch", "resolution", "dtype", "status",
           "compile_s", "ms_per_step", "ms_per_img", "img_per_s", "peak_mem_mib", "xla_temp_mib",
           "xla_args_mib", "gflop_per_img", "achieved_tflops", "peak_tflops", "frac_of_peak", "device_kind",
-          "platform", "model", "steps_timed", "note")
+          "platform", "model", "steps_timed", "load_avg", "note")
 SIMULATED_NOTE = ("simulated CPU devices (--xla_force_host_platform_device_count) share the same cores: "
                   "these numbers test the mechanics of the sweep, not scaling")
 
@@ -348,6 +348,8 @@ def measure(args, cfg: Config, devices, deadline: float) -> dict[str, Any]:
   finally:
     del prepared
     gc.collect()
+  if used[0].platform == "cpu" and hasattr(os, "getloadavg"):
+    row["load_avg"] = round(os.getloadavg()[0], 2)     # other processes share a CPU's cores
   return row
 
 
@@ -378,6 +380,7 @@ def read_csv(path: Path) -> list[dict]:
       if v in ("", "None"):
         r[k] = None
       elif k not in ("what", "scaling", "dtype", "status", "device_kind", "platform", "model", "note"):
+        # numbers: ints unless they have a point or an exponent
         r[k] = float(v) if any(c in v for c in ".e") else int(v)
   return rows
 
@@ -397,6 +400,8 @@ def markdown(rows: list[dict], title: str, notes: list[str]) -> str:
           ("compile_s", "compile s", ".1f"), ("peak_mem_mib", "peak dev MiB", ".0f"),
           ("xla_temp_mib", "XLA temp MiB", ".0f"), ("gflop_per_img", "GFLOP/img", ".1f"),
           ("achieved_tflops", "TFLOP/s", ".2f"), ("frac_of_peak", "of peak", ".1%"))
+  if any(r.get("load_avg") is not None for r in rows):
+    cols += (("load_avg", "load avg", ".1f"),)
   lines = [f"## {title}", ""] + [f"- {n}" for n in notes] + [""]
   lines.append("| " + " | ".join(c[1] for c in cols) + " |")
   lines.append("|" + "---|" * len(cols))
