@@ -16,6 +16,11 @@ resolution, memory vs resolution) under ``--out``; an out-of-memory configuratio
         --model tiny --resolutions 64 --batches 4 --out /tmp/scaling        # CPU: mechanics only
 
 ``--compile-only`` records FLOPs and the compiled memory analysis without running (e.g. 2048² on CPU).
+
+Multi-host: start the same command on every host with ``--coordinator-address host:port
+--num-processes P --process-id i`` (or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` /
+``JAX_PROCESS_ID``). Device counts are then multiples of P, each process contributing the same number
+of its local devices; process 0 decides when the time budget is spent, prints and writes the files.
 """
 from __future__ import annotations
 
@@ -84,19 +89,48 @@ class Config:
 # ------------------------------------------------------------------------------------------ devices
 
 
-def device_counts(n_local: int, requested: list[int] | None) -> list[int]:
-  """1, 2, 4, … up to ``n_local``, and ``n_local`` itself; or the requested counts that exist."""
+def device_counts(n_total: int, requested: list[int] | None, processes: int = 1) -> list[int]:
+  """1, 2, 4, … up to ``n_total``, and ``n_total`` itself; or the requested counts that exist.
+
+  With several processes every count is a multiple of ``processes`` (each contributes equally):
+  P, 2P, 4P, … up to ``n_total``.
+  """
   if requested:
-    return sorted({n for n in requested if 1 <= n <= n_local})
-  counts, n = [], 1
-  while n < n_local:
+    return sorted({n for n in requested if 1 <= n <= n_total and n % processes == 0})
+  counts, n = [], processes
+  while n < n_total:
     counts.append(n)
     n *= 2
-  return counts + [n_local]
+  return counts + [n_total]
+
+
+def sub_devices(devices, n: int) -> list:
+  """The first ``n`` devices, ``n / process_count`` from each process (all of one process for P = 1)."""
+  processes = sorted({d.process_index for d in devices})
+  per = n // len(processes)
+  return [d for p in processes for d in [d for d in devices if d.process_index == p][:per]]
+
+
+def local(devices) -> list:
+  return [d for d in devices if d.process_index == jax.process_index()]
 
 
 def simulated_cpu(devices) -> bool:
-  return devices[0].platform == "cpu" and len(devices) > 1
+  """Several CPU devices in one process (``--xla_force_host_platform_device_count``)."""
+  return devices[0].platform == "cpu" and len(local(devices)) > 1
+
+
+def agreed(flag: bool) -> bool:
+  """Process 0's ``flag`` on every process, so that all of them take the same branch (time budget)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+
+
+def put(x: np.ndarray, sharding) -> jax.Array:
+  """The same host array on every process → a global array with ``sharding`` (multi-host safe)."""
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
 def device_kind(device) -> str:
@@ -123,7 +157,7 @@ def peak_memory_mib(devices) -> float | None:
   device, so it is the current configuration's peak while memory grows with them.
   """
   peaks = []
-  for d in devices:
+  for d in local(devices):
     stats = d.memory_stats() if hasattr(d, "memory_stats") else None
     if stats and "peak_bytes_in_use" in stats:
       peaks.append(stats["peak_bytes_in_use"])
@@ -209,10 +243,10 @@ def prepare_infer(model_cfg: portrait.ModelConfig, mesh, cfg: Config, compile_on
     image = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=batch)
     args = (params, image, image, jax.ShapeDtypeStruct((2, 3), jnp.float32, sharding=replicated))
   else:
-    params = jax.device_put(random_params(model_cfg), replicated)
+    params = jax.tree.map(lambda x: put(x, replicated), random_params(model_cfg))
     rng = np.random.default_rng(0)
-    images = [jax.device_put(rng.uniform(size=shape).astype(np.float32), batch) for _ in range(2)]
-    args = (params, *images, jax.device_put(portrait.Controls().as_array(), replicated))
+    images = [put(rng.uniform(size=shape).astype(np.float32), batch) for _ in range(2)]
+    args = (params, *images, put(portrait.Controls().as_array(), replicated))
   t0 = time.perf_counter()
   lowered = program.lower(*args)
   compiled = lowered.compile()
@@ -244,7 +278,7 @@ def prepare_train(model_cfg: portrait.ModelConfig, mesh, cfg: Config, compile_on
       state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
     rng = np.random.default_rng(0)
     shape = (cfg.global_batch, cfg.resolution, cfg.resolution, 3)
-    data = {k: training.place_batch(mesh, rng.uniform(size=shape).astype(np.float32))
+    data = {k: put(rng.uniform(size=shape).astype(np.float32), training.batch_sharding(mesh))
             for k in ("content", "style")}
     t0 = time.perf_counter()
     lowered = sanet_training.train_step.lower(state, frozen, data, hp=hp)
@@ -267,9 +301,9 @@ PREPARE = {"infer": prepare_infer, "train": prepare_train}
 # --------------------------------------------------------------------------------------------- sweep
 
 
-def configs(args, n_local: int) -> list[Config]:
+def configs(args, n_devices: int, processes: int = 1) -> list[Config]:
   """Every configuration, ordered by dtype, then pixels per device: memory grows about monotonically."""
-  counts = device_counts(n_local, args.devices)
+  counts = device_counts(n_devices, args.devices, processes)
   out = []
   for dtype in args.dtypes:
     for res, batches in resolution_batches(args):
@@ -303,7 +337,7 @@ def resolution_batches(args) -> list[tuple[int, list[int]]]:
 def measure(args, cfg: Config, devices, deadline: float) -> dict[str, Any]:
   """One configuration → one CSV row (``status``: ok | partial (fewer steps: time budget) | oom | error
   | compiled (``--compile-only``))."""
-  used = devices[:cfg.devices]
+  used = sub_devices(devices, cfg.devices)
   mesh = portrait.data_mesh(used)
   model_cfg = dataclasses.replace(portrait.MODEL_CONFIGS[args.model], dtype=cfg.dtype,
                                   formulation=args.formulation)
@@ -328,7 +362,7 @@ def measure(args, cfg: Config, devices, deadline: float) -> dict[str, Any]:
     prepared.step()                                          # warm-up
     times = []
     for _ in range(args.repeats):
-      if times and time.perf_counter() + statistics.median(times) > deadline:
+      if times and agreed(time.perf_counter() + statistics.median(times) > deadline):
         break
       t0 = time.perf_counter()
       prepared.step()
@@ -512,7 +546,8 @@ def write_outputs(args, rows: list[dict], devices) -> None:
   kind = device_kind(devices[0])
   what = "portrait program (inference)" if args.what == "infer" else "SANet train step"
   title = f"{what}, model {args.model!r}, {kind}" + (", simulated devices" if simulated_cpu(devices) else "")
-  notes = [f"device: {kind}; {len(devices)} local device(s); jax {jax.__version__}",
+  notes = [f"device: {kind}; {len(devices)} device(s) in {jax.process_count()} process(es); "
+           f"jax {jax.__version__}",
            "img/s: global batch / median step time; ms/img: step time / global batch",
            "peak dev MiB: `memory_stats()['peak_bytes_in_use']` (max over the devices used, cumulative over "
            "the run, configs in increasing size), n/a where the backend has none (CPU); XLA temp MiB: "
@@ -521,8 +556,11 @@ def write_outputs(args, rows: list[dict], devices) -> None:
            "of peak: against `PEAK_TFLOPS` × devices (float32 on NVIDIA = TF32 peak)"]
   if simulated_cpu(devices):
     notes.insert(0, f"**{SIMULATED_NOTE}**")
+  elif devices[0].platform == "cpu" and jax.process_count() > 1:
+    notes.insert(0, "**CPU processes started on one machine share its cores: these numbers test the "
+                    "multi-process mechanics, not scaling**")
   peak, source = peak_tflops(devices[0], args.dtypes[0])
-  notes.append(f"peak figure source: {source}" + ("" if peak else ""))
+  notes.append(f"peak figure source: {source}")
   stem.with_suffix(".md").write_text(markdown(rows, title, notes))
   plot(rows, stem.with_suffix(".png"), title)
 
@@ -550,32 +588,40 @@ def parse_args(argv=None):
   p.add_argument("--compile-only", action="store_true", help="FLOPs and memory analysis only")
   p.add_argument("--append", action="store_true", help="keep the rows already in --out's CSV")
   p.add_argument("--out", default="out/scaling")
+  p.add_argument("--coordinator-address", help="host:port of process 0 (multi-host)")
+  p.add_argument("--num-processes", type=int, help="number of processes (multi-host)")
+  p.add_argument("--process-id", type=int, help="this process's index (multi-host)")
   return p.parse_args(argv)
 
 
 def main(argv=None) -> list[dict]:
   args = parse_args(argv)
+  from jaxstyle import training  # pylint: disable=g-import-not-at-top
+  training.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+  lead = jax.process_index() == 0
+  say = (lambda *a: print(*a, flush=True)) if lead else (lambda *a: None)
   t_start = time.perf_counter()
   deadline = t_start + args.max_seconds
   devices = jax.devices()
   if simulated_cpu(devices):
-    print(f"NOTE: {SIMULATED_NOTE}.", flush=True)
-  todo = configs(args, len(devices))
-  print(f"{args.what}: {len(todo)} configurations on {len(devices)} × {device_kind(devices[0])}, "
-        f"budget {args.max_seconds:.0f} s", flush=True)
+    say(f"NOTE: {SIMULATED_NOTE}.")
+  todo = configs(args, len(devices), jax.process_count())
+  say(f"{args.what}: {len(todo)} configurations on {len(devices)} × {device_kind(devices[0])} "
+      f"({jax.process_count()} process(es)), budget {args.max_seconds:.0f} s")
   csv_path = Path(args.out) / f"scaling_{args.what}.csv"
-  rows = read_csv(csv_path) if args.append else []
+  rows = read_csv(csv_path) if args.append and lead else []
   for i, cfg in enumerate(todo, 1):
-    if time.perf_counter() > deadline:
-      print(f"time budget of {args.max_seconds:.0f} s spent: {len(todo) - i + 1} configurations left out",
-            flush=True)
+    if agreed(time.perf_counter() > deadline):
+      say(f"time budget of {args.max_seconds:.0f} s spent: {len(todo) - i + 1} configurations left out")
       break
     row = measure(args, cfg, devices, deadline)
     rows.append(row)
-    print(f"[{i}/{len(todo)} {time.perf_counter() - t_start:5.0f} s] {fmt_row(row)}", flush=True)
-    write_outputs(args, rows, devices)          # after every config: a killed sweep keeps its rows
-  write_outputs(args, rows, devices)
-  print(f"wrote {Path(args.out).resolve()}/scaling_{args.what}.{{csv,md,png}}", flush=True)
+    say(f"[{i}/{len(todo)} {time.perf_counter() - t_start:5.0f} s] {fmt_row(row)}")
+    if lead:
+      write_outputs(args, rows, devices)        # after every config: a killed sweep keeps its rows
+  if lead:
+    write_outputs(args, rows, devices)
+  say(f"wrote {Path(args.out).resolve()}/scaling_{args.what}.{{csv,md,png}}")
   return rows
 
 
