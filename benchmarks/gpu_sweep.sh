@@ -4,12 +4,15 @@
 #
 #   bash benchmarks/gpu_sweep.sh [OUTDIR]          # OUTDIR defaults to $OUT; run from the repo root
 #
-# Writes 8 files, flat, into OUTDIR:
+# Writes 10 files, flat, into OUTDIR:
 #   scaling_infer.{csv,md,png}  portrait program, bf16: batches 16 and 64 at 512² (the target is
 #                               ≥ 400 img/s on one H100), 256² ×128, 1024² ×16, 2048² ×2
 #   portrait_bench.{csv,md}     the portrait program at 512² and 1024², bf16 and f32, batch 16, JAX only,
 #                               with a per-network / per-layer profile of one call at 512² bf16
 #   scaling_train.{csv,md,png}  the SANet train step at 256², bf16, batch 16 (and 32 if time is left)
+#   formulation_ab.{csv,md}     the portrait program at 512², bf16, batch 64 with the GPU's conv
+#                               formulation ("xla") and the CPU one ("same": padding inside the convs,
+#                               decoder upsample-convs as 4 phase 2×2 convs, 7% fewer FLOPs), same run
 # Progress goes to stdout. Configurations shared by two parts compile once (persistent compilation cache).
 # SMOKE=1 runs the same parts with the tiny model at toy sizes, to check the script on a CPU.
 set -u
@@ -23,19 +26,19 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 
 if [ "${SMOKE:-0}" = 1 ]; then
   MODEL=tiny; INFER_GRID="32:2,4;64:1"; BENCH_SIZES=32,64; BENCH_BATCH=2; PROFILE_SIZE=32
-  TRAIN_RES=32; TRAIN_BATCHES=2,4
+  TRAIN_RES=32; TRAIN_BATCHES=2,4; AB_SIZE=32; AB_BATCH=2
 else
   # 512:16 and 1024:16 are also portrait_bench's bf16 configurations: compiled once, cached.
   # Run in order of pixels per step: 512×16, 256×128, 2048×2, 512×64, 1024×16 (~4–17 Mpx; 512² bf16
   # throughput saturated at batch 32–64 in docs/runs/program_throughput_h100.csv).
   MODEL=default; INFER_GRID="512:16,64;256:128;1024:16;2048:2"; BENCH_SIZES=512,1024; BENCH_BATCH=16
-  PROFILE_SIZE=512; TRAIN_RES=256; TRAIN_BATCHES=16,32
+  PROFILE_SIZE=512; TRAIN_RES=256; TRAIN_BATCHES=16,32; AB_SIZE=512; AB_BATCH=64
 fi
-# Seconds per part (sum 178): `timeout` is the hard limit; the sweeps also stop starting configurations
+# Seconds per part (sum 218): `timeout` is the hard limit; the sweeps also stop starting configurations
 # earlier (--max-seconds) so that they end by themselves. Each configuration compiles in ~9 s on an H100;
 # the train step in ~50 s (docs/runs/sanet_h100_metrics.jsonl), so its second batch size runs only if
 # the first was quick.
-T_INFER=${T_INFER:-68}; T_BENCH=${T_BENCH:-45}; T_TRAIN=${T_TRAIN:-65}
+T_INFER=${T_INFER:-68}; T_BENCH=${T_BENCH:-45}; T_TRAIN=${T_TRAIN:-65}; T_AB=${T_AB:-40}
 
 part() {  # part NAME SECONDS command...
   local name=$1 secs=$2; shift 2
@@ -58,9 +61,17 @@ part "scaling: SANet train step" "$T_TRAIN" "$PY" -m experiments.scaling --what 
   --dtypes bfloat16 --resolutions "$TRAIN_RES" --batches "$TRAIN_BATCHES" --repeats 3 \
   --max-seconds $((T_TRAIN - 50)) --out "$OUTDIR"
 
+rm -f "$OUTDIR/formulation_ab.csv" "$OUTDIR/formulation_ab.md"
+for form in xla same; do
+  part "formulation $form" $((T_AB / 2)) "$PY" benchmarks/portrait_bench.py --model "$MODEL" \
+    --sizes "$AB_SIZE" --dtype bfloat16 --batch "$AB_BATCH" --no-torch --repeats 3 --formulation "$form" \
+    --csv "$OUTDIR/formulation_ab.csv" --md "$OUTDIR/formulation_ab.md"
+done
+
 echo "=== done in ${SECONDS} s"
 ls -la "$OUTDIR"
-for f in "$OUTDIR"/scaling_infer.md "$OUTDIR"/portrait_bench.md "$OUTDIR"/scaling_train.md; do
+for f in "$OUTDIR"/scaling_infer.md "$OUTDIR"/portrait_bench.md "$OUTDIR"/scaling_train.md \
+         "$OUTDIR"/formulation_ab.md; do
   [ -f "$f" ] && { echo "----- $f"; cat "$f"; }
 done
 exit 0

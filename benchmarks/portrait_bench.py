@@ -117,18 +117,11 @@ def build_jax(args, size: int, dtype: str):
   params = jax.device_put(scaling.random_params(cfg), device)
   content, style, controls = inputs(size, args.batch)
   call_args = (params, jax.device_put(content, device), jax.device_put(style, device), controls)
-  program = portrait.make_program(cfg, mesh)
   t0 = time.perf_counter()
-  lowered = program.lower(*call_args)
-  compiled = lowered.compile()
+  compiled = portrait.make_program(cfg, mesh).lower(*call_args).compile()
   compile_s = time.perf_counter() - t0
-  # The lowered program's cost analysis: a compiled GPU program hides cuDNN convolutions in custom calls.
-  flops = None
-  cost = lowered.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else None
-  if cost and cost.get("flops"):
-    flops = cost["flops"] / args.batch / 1e9
+  flops = scaling.counted_flops(cfg, lambda c: portrait.make_program(c, mesh).lower(*call_args))
+  flops = None if flops is None else flops / args.batch / 1e9
   temp = None
   mem = compiled.memory_analysis()
   if mem is not None:

@@ -2,7 +2,8 @@
 
     content ─ VGG ─┬─ SegNet decoder ─ sigmoid ─ feather ─────────────────────────────────┐ mask m
                    ├─ relu4_1, relu5_1 ─┬─ sanet4_1, sanet5_1 (c, s): o_s   (computed once)  │
-    style ─── VGG ─┴─ relu4_1, relu5_1 ─┘  sanet4_1, sanet5_1 (c, c): o_c   (identity)       │
+    style ─── VGG ─┴─ relu4_1, relu5_1 ─┘  sanet4_1, sanet5_1 (c, c): o_c   (identity; only  │
+                                                                         if some α < 1)    │
         region r ∈ {background, person}:  α_r·(W1_r·o4_s + W2_r·o5_s) + (1−α_r)·(o4_c + o5_c)     │
                                            → merge conv → decoder (both regions in one batch) │
                                            → m·person + (1−m)·background ◄────────────────────┘
@@ -13,8 +14,10 @@ SANet level is computed once per key set and shared by both regions, which diffe
 losses), so α trades style for content along what the decoder knows. ``mode="plain"`` is SANet as
 published (one region, no mask; W = (1, 1), α = 1 reproduces the published forward pass exactly).
 
-Numeric controls (W1, W2, α per region) are traced arguments, so changing them never recompiles;
-the program compiles once per (shape, mode).
+``stylize`` is the composition of small pure steps, each lowered on its own by
+``benchmarks/flop_breakdown.py``: ``encode`` → ``attend`` and ``identity_transfer`` → ``mix`` →
+``decode``; ``person_logits`` → ``blend``. Numeric controls (W1, W2, α per region) are traced
+arguments, so changing them never recompiles; the program compiles once per (shape, mode).
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxstyle import decoder as decoder_lib
 from jaxstyle import segnet as segnet_lib
 from jaxstyle import vgg as vgg_lib
-from jaxstyle.sanet import Transform, weigh
+from jaxstyle.sanet import MAX_SCORES, Transform, weigh
 
 Params = dict[str, Any]   # {"encoder"|"transform"|"decoder"|"segnet"[|"segnet_encoder"]: flax variables}
 
@@ -45,6 +48,7 @@ class ModelConfig:
   decoder_layers: tuple = decoder_lib.DECODER_LAYERS
   segnet: str = "shared"               # key of segnet.SEGNET_CONFIGS
   attention_chunk: int = 4096          # query rows per attention block
+  attention_max_scores: int = MAX_SCORES  # and at most this many scores per image and block
   formulation: str = "auto"            # conv formulation (conv.py)
   dtype: str = "float32"               # compute dtype; params stay float32
 
@@ -96,7 +100,8 @@ def build(cfg: ModelConfig) -> Modules:
   seg_cfg = segnet_lib.SEGNET_CONFIGS[cfg.segnet]
   return Modules(
       encoder=vgg_lib.VGG(cfg.encoder_blocks, cfg.preprocess, "relu5_1", **kw),
-      transform=Transform(cfg.transform_channels, cfg.attention_chunk, **kw),
+      transform=Transform(cfg.transform_channels, cfg.attention_chunk,
+                          max_scores=cfg.attention_max_scores, **kw),
       decoder=decoder_lib.Decoder(cfg.decoder_layers, **kw),
       segnet=segnet_lib.SegNetDecoder(seg_cfg, **kw),
       segnet_encoder=(vgg_lib.VGG(vgg_lib.VGG16_BLOCKS, cfg.preprocess, "pool5", **kw)
@@ -123,6 +128,16 @@ def init_params(cfg: ModelConfig, rng: jax.Array, hw: tuple[int, int] = (64, 64)
     f = m.segnet_encoder.apply(params["segnet_encoder"], x)
   params["segnet"] = m.segnet.init(keys[4], f, hw)
   return params
+
+
+def unchunked(cfg: ModelConfig) -> ModelConfig:
+  """``cfg`` with every attention level in one block: the same arithmetic, for FLOP counting.
+
+  XLA's cost analysis counts the body of a loop once, so a chunked attention (``lax.map`` over query
+  blocks, relu4_1 from 1024² on) would count as one block's FLOPs. Lower this config, don't run it:
+  at 2048² its relu4_1 scores alone are 17 GB per image in f32.
+  """
+  return dataclasses.replace(cfg, attention_chunk=2**62, attention_max_scores=2**62)
 
 
 def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
@@ -157,6 +172,56 @@ def preserve_color(out: jax.Array, content: jax.Array) -> jax.Array:
   return yiq @ jnp.linalg.inv(rgb2yiq).T
 
 
+def encode(params: Params, cfg: ModelConfig, images: jax.Array) -> dict[str, jax.Array]:
+  """VGG features (and SegNet's pooling indices) of RGB ``images`` in [0, 1]."""
+  return build(cfg).encoder.apply(params["encoder"], images)
+
+
+def attend(params: Params, cfg: ModelConfig, content_feats: dict, style_feats: dict):
+  """(sanet4_1, sanet5_1 resized to relu4_1): the attention of content queries to style keys."""
+  return build(cfg).transform.apply(params["transform"], content_feats["relu4_1"], style_feats["relu4_1"],
+                                    content_feats["relu5_1"], style_feats["relu5_1"], method=Transform.attend)
+
+
+def identity_transfer(params: Params, cfg: ModelConfig, content_feats: dict, alpha: jax.Array) -> jax.Array:
+  """SANet's identity transfer T(c, c) at W = (1, 1), ``[1, B, h, w, C]``; zeros when every α is 1.
+
+  α mixes toward it (``mix``); the decoder was trained to reconstruct it (identity losses), which raw
+  relu4_1 features are not. With α = 1 everywhere (plain SANet, the default background) it is
+  multiplied by 0, so ``lax.cond`` skips its attention: 8% of the plain program at 512², 35% at 2048².
+  """
+  def compute():
+    return weigh(*attend(params, cfg, content_feats, content_feats), jnp.ones((1, 2)))
+
+  shape = jax.eval_shape(compute)
+  return jax.lax.cond(jnp.all(alpha == 1), lambda: jnp.zeros(shape.shape, shape.dtype), compute)
+
+
+def mix(params: Params, cfg: ModelConfig, stylised: tuple[jax.Array, jax.Array], identity: jax.Array,
+        controls: jax.Array) -> jax.Array:
+  """Per region r (rows of ``controls``): merge_conv(α_r·(W1_r·o4 + W2_r·o5) + (1 − α_r)·T(c, c))."""
+  weighted = weigh(*stylised, controls[:, :2])
+  alpha = controls[:, 2, None, None, None, None].astype(weighted.dtype)
+  return build(cfg).transform.apply(params["transform"], alpha * weighted + (1 - alpha) * identity,
+                                    method=Transform.merge)
+
+
+def decode(params: Params, cfg: ModelConfig, t: jax.Array, hw: tuple[int, int]) -> jax.Array:
+  """``[R, B, h, w, C]`` → images ``[R, B, H, W, 3]`` clipped to [0, 1], all regions in one batch.
+
+  Regions and batch share the decoder's batch axis batch-major, so a sharded batch stays sharded.
+  """
+  r = t.shape[0]
+  images = build(cfg).decoder.apply(params["decoder"], t.swapaxes(0, 1).reshape(-1, *t.shape[2:]), hw)
+  return jnp.clip(images.astype(jnp.float32), 0, 1).reshape(-1, r, *hw, 3).swapaxes(0, 1)
+
+
+def blend(mask: jax.Array, images: jax.Array, feather: float) -> tuple[jax.Array, jax.Array]:
+  """(feathered mask, mask·person + (1 − mask)·background) for ``images`` = (background, person)."""
+  mask = gaussian_blur(mask.astype(jnp.float32), feather * max(mask.shape[1:3]))
+  return mask, mask[..., None] * images[1] + (1 - mask[..., None]) * images[0]
+
+
 def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.Array,
             mask: jax.Array | None = None, *, cfg: ModelConfig, mode: str = "portrait",
             feather: float = 0.01, keep_color: bool = False) -> dict[str, jax.Array]:
@@ -168,32 +233,20 @@ def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.
   """
   if mode not in ("portrait", "plain"):
     raise ValueError(f"mode must be 'portrait' or 'plain', not {mode!r}")
-  m = build(cfg)
   hw = content.shape[1:3]
-  content_feats = m.encoder.apply(params["encoder"], content)
-  style_feats = m.encoder.apply(params["encoder"], style)
-  regions = 2 if mode == "portrait" else 1
-  controls = controls[:regions].astype(jnp.float32)
-  c4, c5 = content_feats["relu4_1"], content_feats["relu5_1"]
-  attend = functools.partial(m.transform.apply, params["transform"], method=Transform.attend)
-  stylised = weigh(*attend(c4, style_feats["relu4_1"], c5, style_feats["relu5_1"]), controls[:, :2])
-  # α mixes toward SANet's identity transfer T(c, c) at W = (1, 1), which the decoder was trained to
-  # reconstruct (identity losses); raw relu4_1 features are not what the decoder has learnt to invert.
-  identity = weigh(*attend(c4, c4, c5, c5), jnp.ones((1, 2)))
-  alpha = controls[:, 2, None, None, None, None].astype(stylised.dtype)
-  t = m.transform.apply(params["transform"], alpha * stylised + (1 - alpha) * identity,
-                        method=Transform.merge)
-  # Regions and batch share the decoder's batch axis batch-major, so a sharded batch stays sharded.
-  images = m.decoder.apply(params["decoder"], t.swapaxes(0, 1).reshape(-1, *t.shape[2:]), hw)
-  images = jnp.clip(images.astype(jnp.float32), 0, 1).reshape(-1, regions, *hw, 3).swapaxes(0, 1)
+  content_feats = encode(params, cfg, content)
+  style_feats = encode(params, cfg, style)
+  controls = controls[:2 if mode == "portrait" else 1].astype(jnp.float32)
+  identity = identity_transfer(params, cfg, content_feats, controls[:, 2])
+  t = mix(params, cfg, attend(params, cfg, content_feats, style_feats), identity, controls)
+  images = decode(params, cfg, t, hw)
   if keep_color:
     images = jnp.clip(preserve_color(images, content.astype(jnp.float32)[None]), 0, 1)
   if mode == "plain":
     return {"image": images[0]}
   if mask is None:
     mask = jax.nn.sigmoid(person_logits(params, cfg, content, content_feats))
-  mask = gaussian_blur(mask.astype(jnp.float32), feather * max(hw))
-  image = mask[..., None] * images[1] + (1 - mask[..., None]) * images[0]
+  mask, image = blend(mask, images, feather)
   return {"image": image, "mask": mask, "background": images[0], "person": images[1]}
 
 

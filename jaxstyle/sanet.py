@@ -7,8 +7,11 @@ per-region weights of the portrait method (W1 = W2 = 1 is SANet as published).
 
 Attention runs in query chunks so no N×N matrix larger than ``chunk × N_style`` ever exists: at 2048² the
 full relu4_1 attention would be 65536² floats (17 GB in f32). The chunk also shrinks so that one image's
-score block stays within ``MAX_SCORES`` entries (256 MiB in f32): 4096 queries up to 1024² images,
-1024 at 2048² (``docs/scaling.md`` has the compiled programs' memory). Each chunk is
+score block stays within ``max_scores`` entries (default ``MAX_SCORES``, 256 MiB in f32): 4096 queries
+up to 1024² images, 1024 at 2048² (``docs/scaling.md`` has the compiled programs' memory). Both limits
+are Flax module fields (``ModelConfig.attention_chunk`` / ``attention_max_scores``);
+``portrait.unchunked`` lifts them for FLOP counting, as XLA's cost analysis counts the body of the
+chunk loop once. Each chunk is
 ``jax.nn.dot_product_attention`` with ``scale=1``, so XLA fuses softmax and both matmuls per chunk.
 """
 from __future__ import annotations
@@ -42,17 +45,13 @@ def mean_variance_norm(x: jax.Array) -> jax.Array:
 MAX_SCORES = 2**26
 
 
-def query_chunk(n_keys: int, chunk: int = 4096, max_scores: int | None = None) -> int:
-  """Queries per attention block: at most ``chunk`` and ``max_scores / n_keys`` (≥ 128).
-
-  ``max_scores`` defaults to ``MAX_SCORES`` (read at trace time).
-  """
-  max_scores = MAX_SCORES if max_scores is None else max_scores
+def query_chunk(n_keys: int, chunk: int = 4096, max_scores: int = MAX_SCORES) -> int:
+  """Queries per attention block: at most ``chunk`` and ``max_scores / n_keys`` (≥ 128)."""
   return max(min(chunk, max_scores // n_keys), min(chunk, 128))
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, chunk: int = 4096,
-              max_scores: int | None = None) -> jax.Array:
+              max_scores: int = MAX_SCORES) -> jax.Array:
   """softmax(q kᵀ) v over ``[B, N, C]`` arrays, scale 1, in query chunks (``query_chunk``)."""
   b, n, c = q.shape
   chunk = query_chunk(k.shape[1], chunk, max_scores)
@@ -72,6 +71,7 @@ class SANet(nn.Module):
   chunk: int = 4096
   formulation: str = "auto"
   dtype: jnp.dtype = jnp.float32
+  max_scores: int = MAX_SCORES
 
   @nn.compact
   def __call__(self, content: jax.Array, style: jax.Array) -> jax.Array:
@@ -82,7 +82,7 @@ class SANet(nn.Module):
     h = conv1x1(name="h")(style)
     b, hc, wc, c = f.shape
     flat = lambda x: x.reshape(x.shape[0], -1, x.shape[-1])
-    o = attention(flat(f), flat(g), flat(h), self.chunk).reshape(b, hc, wc, c)
+    o = attention(flat(f), flat(g), flat(h), self.chunk, self.max_scores).reshape(b, hc, wc, c)
     return conv1x1(name="out_conv")(o) + content.astype(self.dtype)
 
 
@@ -112,9 +112,11 @@ class Transform(nn.Module):
   chunk: int = 4096
   formulation: str = "auto"
   dtype: jnp.dtype = jnp.float32
+  max_scores: int = MAX_SCORES
 
   def setup(self):
-    sanet = functools.partial(SANet, self.channels, self.chunk, self.formulation, self.dtype)
+    sanet = functools.partial(SANet, self.channels, self.chunk, self.formulation, self.dtype,
+                              self.max_scores)
     self.sanet4_1 = sanet()
     self.sanet5_1 = sanet()
     self.merge_conv = Conv(self.channels, 3, padding="reflect", formulation=self.formulation,

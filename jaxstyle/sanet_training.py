@@ -9,9 +9,10 @@ For content ``c`` and style ``s`` (random crops of one size), with ``T`` the tra
 with the terms of ``jaxstyle/losses.py``. The published code uses λid1 = 50 (pixels) and λid2 = 1
 (features); the paper's text swaps them (``train/configs/sanet.py:seed_paper``). The three transfers run
 as one batch of 3B through the transform and decoder, and content, style and the three outputs through
-VGG as two batches. Adam, lr 1e-4 with the published inverse-time decay ``lr / (1 + 5e-5·step)``
-(``adjust_learning_rate``). The encoder's params are not in the optimizer state: the step takes them as
-a separate, replicated argument.
+VGG as two batches, each stacked batch-major (``interleave``) so that a batch sharded over devices never
+moves between them: the step's only collective is the gradient all-reduce. Adam, lr 1e-4 with the
+published inverse-time decay ``lr / (1 + 5e-5·step)`` (``adjust_learning_rate``). The encoder's params
+are not in the optimizer state: the step takes them as a separate, replicated argument.
 
 Two departures for the Caffe-convention ImageNet VGG-19 (inputs 0–255, activations 10²–10³× those of the
 published ``vgg_normalised``): the losses see each VGG layer divided by its mean activation
@@ -132,30 +133,42 @@ def get_images(data: Any, key: jax.Array, step: jax.Array, hp: Hparams) -> jax.A
   return data
 
 
+def interleave(*xs: jax.Array) -> jax.Array:
+  """``[B, …]`` arrays → ``[B·k, …]`` batch-major (row ``i·k + j`` is ``xs[j][i]``).
+
+  A batch sharded over devices stays sharded: each device's rows of every input end up next to each
+  other, where ``concatenate`` would move them across devices (collective permutes and gathers).
+  """
+  return jnp.stack(xs, axis=1).reshape(-1, *xs[0].shape[1:])
+
+
+def deinterleave(x: jax.Array, k: int) -> tuple[jax.Array, ...]:
+  """The inverse of ``interleave`` for ``k`` inputs."""
+  x = x.reshape(-1, k, *x.shape[1:])
+  return tuple(x[:, j] for j in range(k))
+
+
+def split_features(feats: dict, k: int) -> tuple[dict, ...]:
+  """VGG features of an ``interleave``d batch → one feature dict per input."""
+  parts = {name: deinterleave(x, k) for name, x in feats.items()}
+  return tuple({name: p[j] for name, p in parts.items()} for j in range(k))
+
+
 def transfers(params: dict, frozen: dict, content: jax.Array, style: jax.Array, hp: Hparams):
   """((I_cs, I_cc, I_ss), loss features of (content, style, I_cs, I_cc, I_ss))."""
   m = portrait.build(hp.model)
-  b, hw = content.shape[0], content.shape[1:3]
   encode = lambda x: m.encoder.apply(frozen["encoder"], x)
-  feats = encode(jnp.concatenate([content, style]))   # raw: what the transform sees at inference
-  fc = jax.tree.map(lambda x: x[:b], feats)
-  fs = jax.tree.map(lambda x: x[b:], feats)
-  cat = lambda *xs: jnp.concatenate(xs)
+  fc, fs = split_features(encode(interleave(content, style)), 2)  # raw: what the transform sees
   # Queries from (c, c, s), keys/values from (s, c, s): I_cs, I_cc, I_ss in one batch.
-  t = m.transform.apply(params["transform"],
-                        cat(fc["relu4_1"], fc["relu4_1"], fs["relu4_1"]),
-                        cat(fs["relu4_1"], fc["relu4_1"], fs["relu4_1"]),
-                        cat(fc["relu5_1"], fc["relu5_1"], fs["relu5_1"]),
-                        cat(fs["relu5_1"], fc["relu5_1"], fs["relu5_1"]),
-                        jnp.ones((1, 2), jnp.float32))[0]
-  out = m.decoder.apply(params["decoder"], t, hw)
-  f_out = encode(out)
-  split = lambda x: (x[:b], x[b:2 * b], x[2 * b:])
-  i_cs, i_cc, i_ss = split(out)
-  f_cs, f_cc, f_ss = (dict(zip(f_out, v)) for v in zip(*(split(x) for x in f_out.values())))
+  queries, keys = (fc, fc, fs), (fs, fc, fs)
+  level = lambda layer, feats: interleave(*(f[layer] for f in feats))
+  t = m.transform.apply(params["transform"], level("relu4_1", queries), level("relu4_1", keys),
+                        level("relu5_1", queries), level("relu5_1", keys), jnp.ones((1, 2), jnp.float32))[0]
+  out = m.decoder.apply(params["decoder"], t, content.shape[1:3])
+  f_cs, f_cc, f_ss = split_features(encode(out), 3)
   # Only the losses see normalised features (``feature_scales``).
   loss_feats = tuple(normalise_features(f, hp.feature_scales) for f in (fc, fs, f_cs, f_cc, f_ss))
-  return (i_cs, i_cc, i_ss), loss_feats
+  return deinterleave(out, 3), loss_feats
 
 
 def loss_terms(params: dict, frozen: dict, content: jax.Array, style: jax.Array, hp: Hparams):

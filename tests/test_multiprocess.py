@@ -94,7 +94,8 @@ def check_same_losses(one: dict, two: dict, logs: list[str]) -> None:
 STEPS = ["--config.num_steps=4", "--config.checkpoint_every=2", "--config.log_every=1"]
 
 
-def test_sanet_two_processes_match_one_process(tiny_folders, tmp_path):  # pylint: disable=redefined-outer-name
+# pylint: disable-next=redefined-outer-name
+def test_sanet_two_processes_match_one_process(tiny_folders, tmp_path):
   one, two, logs = run_trainer("sanet", [
       f"--config.data_dir={tiny_folders / 'data'}", "--config.resize=36", "--config.sample_every=100",
       "--config.export_every=100", *STEPS], tmp_path)

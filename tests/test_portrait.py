@@ -105,3 +105,17 @@ def test_default_model_param_counts_pinned():
   counts = {k: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(v)) for k, v in shapes.items()}
   assert counts == {"encoder": 12_944_960, "transform": 4_461_056, "decoder": 3_505_219,
                     "segnet": 4_683_713}
+
+
+def test_identity_transfer_is_computed_only_when_some_alpha_is_below_one(setup):
+  params, content, _ = setup
+  feats = portrait.encode(params, CFG, content)
+  direct = portrait.weigh(*portrait.attend(params, CFG, feats, feats), jnp.ones((1, 2)))
+  identity = jax.jit(lambda a: portrait.identity_transfer(params, CFG, feats, a))
+  np.testing.assert_allclose(identity(jnp.array([1.0, 0.6])), direct, rtol=1e-5, atol=1e-5)
+  assert float(jnp.abs(direct).max()) > 0
+  np.testing.assert_array_equal(identity(jnp.array([1.0, 1.0])), 0.0)
+  # Skipping it does not change a plain transfer at α = 1, and α < 1 still mixes toward it.
+  plain = run(setup, portrait.Controls(), mode="plain")["image"]
+  half = run(setup, portrait.Controls(alpha_background=0.5), mode="plain")["image"]
+  assert float(jnp.abs(plain - half).max()) > 1e-3

@@ -211,6 +211,12 @@ DATA_PARALLEL = textwrap.dedent("""
         for kind, batch in (("host", training.place_batch(mesh, host)),
                             ("resident", training.place_replicated(mesh, resident))):
           state, m = st.train_step(init(jax.random.PRNGKey(0)), fz, batch, hp=hp)
+          if name == "four" and kind == "host":
+            hlo = st.train_step.lower(init(jax.random.PRNGKey(0)), fz, batch, hp=hp).compile().as_text()
+            # Batch-major stacking keeps every image on its device: only the gradients are reduced.
+            for op in ("all-gather", "all-to-all", "collective-permute", "reduce-scatter"):
+              assert f" {op}(" not in hlo and f" {op}-start(" not in hlo, op
+            assert " all-reduce(" in hlo or " all-reduce-start(" in hlo
           params = {jax.tree_util.keystr(p): np.asarray(x)
                     for p, x in jax.tree_util.tree_leaves_with_path(state.params)}
           out[name + "_" + kind] = (float(m["loss"]), float(m["norm/grads"]), params)
