@@ -1,7 +1,23 @@
-"""Test settings: small CPU programs compile faster with most XLA optimisations off."""
+"""Test settings (small CPU programs compile faster with most XLA optimisations off) and shared fixtures."""
 import os
 
 import jax
+import numpy as np
+import pytest
 
 jax.config.update("jax_disable_most_optimizations", True)
 os.environ.setdefault("JAXSTYLE_TEST", "1")
+
+
+@pytest.fixture(scope="module")
+def tiny_folders(tmp_path_factory):
+  """``root/data/{photos,portraits,styles}`` of small random PNGs of several sizes (SANet trainers)."""
+  root = tmp_path_factory.mktemp("data")
+  rng = np.random.default_rng(0)
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for sub, n in (("photos", 5), ("portraits", 3), ("styles", 4)):
+    (root / "data" / sub).mkdir(parents=True)
+    for i in range(n):
+      hw = (36 + 8 * (i % 2), 48 - 4 * i)
+      Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(root / "data" / sub / f"{i}.png")
+  return root

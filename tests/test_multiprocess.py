@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from test_data import make_shared_data  # pylint: disable=g-bad-import-order
-from test_sanet_training import tiny_folders  # pylint: disable=g-bad-import-order,unused-import
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1", "XLA_FLAGS": ""}
@@ -94,7 +93,6 @@ def check_same_losses(one: dict, two: dict, logs: list[str]) -> None:
 STEPS = ["--config.num_steps=4", "--config.checkpoint_every=2", "--config.log_every=1"]
 
 
-# pylint: disable-next=redefined-outer-name
 def test_sanet_two_processes_match_one_process(tiny_folders, tmp_path):
   one, two, logs = run_trainer("sanet", [
       f"--config.data_dir={tiny_folders / 'data'}", "--config.resize=36", "--config.sample_every=100",

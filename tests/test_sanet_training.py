@@ -156,19 +156,6 @@ def runlocal_config(tmp_path, **overrides):
   return config
 
 
-@pytest.fixture(scope="module")
-def tiny_folders(tmp_path_factory):
-  root = tmp_path_factory.mktemp("data")
-  rng = np.random.default_rng(0)
-  from PIL import Image
-  for sub, n in (("photos", 5), ("portraits", 3), ("styles", 4)):
-    (root / "data" / sub).mkdir(parents=True)
-    for i in range(n):
-      hw = (36 + 8 * (i % 2), 48 - 4 * i)
-      Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(root / "data" / sub / f"{i}.png")
-  return root
-
-
 def test_train_and_evaluate_resume_is_exact(tiny_folders, tmp_path):
   straight = st.train_and_evaluate(runlocal_config(tiny_folders), str(tmp_path / "straight"))
   half = st.train_and_evaluate(runlocal_config(tiny_folders, num_steps=2), str(tmp_path / "resumed"))
