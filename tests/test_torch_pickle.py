@@ -69,7 +69,7 @@ def test_views_offsets_and_shared_storage(tmp_path, fmt):
       "transposed": base.t(),                      # strides (1, 10)
       "stepped": base[1::2, 3::3],                 # offset 3 + 10, strides (20, 3)
       "row": base[4],                              # offset 40
-      "expanded": torch.arange(3.).expand(4, 3),   # stride 0
+      "unit": torch.arange(3.)[None].expand(1, 3), # stride 0 over size 1: one element, allowed
   }
   out = torch_pickle.load(save(obj, tmp_path / "v.pt", fmt))
   for k, t in obj.items():
@@ -79,6 +79,10 @@ def test_views_offsets_and_shared_storage(tmp_path, fmt):
   assert np.shares_memory(out["base"], out["stepped"]) and np.shares_memory(out["base"], out["row"])
   out["base"][4, 0] = -1.0
   assert out["row"][0] == -1.0
+  # An expand()ed tensor keeps stride 0 in the file; materialised it would repeat its storage, so it
+  # is refused (the hostile version: 16384² from 4 bytes, tests/test_hostile_checkpoints.py).
+  with pytest.raises(TorchFileError, match="stride 0 over a dimension of size > 1"):
+    torch_pickle.load(save({"e": torch.arange(3.).expand(4, 3)}, tmp_path / "e.pt", fmt))
 
 
 def test_state_dict_and_parameters(tmp_path, fmt):
