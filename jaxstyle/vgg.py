@@ -8,10 +8,11 @@ Inputs are NHWC RGB images in [0, 1]; the network applies its own input conventi
 - ``"normalised"``: AdaIN/SANet's ``vgg_normalised.pth``: a leading learnt 1×1 conv (``conv0``) takes the
   [0, 1] RGB input; reflection padding.
 
-Max-pools are 2×2/2 with ``ceil_mode`` (odd sizes round up, as the SANet encoder does) and also return
-their argmax positions (0..3 within each window), which SegNet's decoder unpools with. The forward pass
-returns every intermediate ``relu{block}_{i}``, ``pool{block}`` and ``pool{block}_indices``; unused ones
-are removed by XLA.
+Max-pools are 2×2/2 with ``ceil_mode`` (odd sizes round up, as the SANet encoder does): a
+``reduce_window``, plus, as a separate compare-and-select, their argmax positions (0..3 within each
+window, first max on ties), which SegNet's decoder unpools with. The forward pass returns every
+intermediate ``relu{block}_{i}``, ``pool{block}`` and ``pool{block}_indices``; XLA removes the unused
+ones, so a program without SegNet (plain mode, the style image) computes no indices at all.
 """
 from __future__ import annotations
 
@@ -52,21 +53,59 @@ def preprocess(x: jax.Array, mode: str) -> jax.Array:
   raise ValueError(f"unknown VGG preprocess {mode!r}")
 
 
+def _pool_padding(hw: Sequence[int]) -> tuple[tuple[int, int], ...]:
+  """ceil mode: one row/column of -inf below/right of an odd side."""
+  return ((0, 0), (0, hw[0] % 2), (0, hw[1] % 2), (0, 0))
+
+
+def max_pool(x: jax.Array) -> jax.Array:
+  """2×2 stride-2 max-pool of NHWC ``x``, ceil mode: one ``reduce_window``, no indices."""
+  neg_inf = jnp.asarray(-jnp.inf, x.dtype)
+  return jax.lax.reduce_window(x, neg_inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
+                               _pool_padding(x.shape[1:3]))
+
+
+def max_pool_indices(x: jax.Array, pooled: jax.Array) -> jax.Array:
+  """Position 0..3 (raster order in the 2×2 window) of each window's max, the first one on ties.
+
+  Compare-and-select against ``pooled = max_pool(x)``: elementwise work that fuses into one loop
+  (an argmax over a stacked window axis is a variadic reduce, which was 29% of a GPU portrait call).
+  Only SegNet's decoder reads the result; where nothing does (plain mode, the style image), XLA
+  removes it.
+  """
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    x = jnp.pad(x, _pool_padding(x.shape[1:3]), constant_values=-jnp.inf)
+  views = (x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2])
+  indices = jnp.full(pooled.shape, 3, jnp.int8)
+  for k in (2, 1, 0):                   # the earliest equal position is selected last: first max wins
+    indices = jnp.where(views[k] == pooled, jnp.int8(k), indices)
+  return indices
+
+
 def max_pool_with_indices(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   """2×2 stride-2 max-pool, ceil mode. Returns (pooled, argmax in raster order 0..3 per window)."""
-  h, w = x.shape[1], x.shape[2]
-  if h % 2 or w % 2:
-    x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
-  views = jnp.stack([x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]], axis=-1)
-  return views.max(axis=-1), views.argmax(axis=-1).astype(jnp.int8)
+  pooled = max_pool(x)
+  return pooled, max_pool_indices(x, pooled)
+
+
+def _upsample2(x: jax.Array, hw: tuple[int, int]) -> jax.Array:
+  """Nearest ×2 upsample of the spatial axes of ``x``, cropped to ``hw``."""
+  b, h, w, c = x.shape
+  up = jnp.broadcast_to(x[:, :, None, :, None], (b, h, 2, w, 2, c)).reshape(b, 2 * h, 2 * w, c)
+  return up[:, :hw[0], :hw[1]]
 
 
 def max_unpool(x: jax.Array, indices: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
-  """SegNet unpooling: puts each value back at its max-pool argmax, zeros elsewhere; crops to out_hw."""
-  b, h, w, c = x.shape
-  onehot = jax.nn.one_hot(indices, 4, dtype=x.dtype) * x[..., None]        # b h w c 4
-  up = onehot.reshape(b, h, w, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(b, 2 * h, 2 * w, c)
-  return up[:, :out_hw[0], :out_hw[1]]
+  """SegNet unpooling: puts each value back at its max-pool argmax, zeros elsewhere; crops to out_hw.
+
+  One select: the ×2 upsampled values where the upsampled index equals the pixel's own window
+  position, 0 elsewhere.
+  """
+  rows = jax.lax.broadcasted_iota(jnp.int32, out_hw, 0) % 2
+  cols = jax.lax.broadcasted_iota(jnp.int32, out_hw, 1) % 2
+  position = (2 * rows + cols).astype(jnp.int8)[None, :, :, None]
+  here = _upsample2(indices.astype(jnp.int8), out_hw) == position
+  return jnp.where(here, _upsample2(x, out_hw), jnp.zeros((), x.dtype))
 
 
 class VGG(nn.Module):
@@ -87,7 +126,7 @@ class VGG(nn.Module):
     out = {}
     for b, block in enumerate(self.blocks, start=1):
       if b > 1:
-        x, out[f"pool{b - 1}_indices"] = max_pool_with_indices(x)
+        x, out[f"pool{b - 1}_indices"] = max_pool_with_indices(x)   # XLA drops unread indices
         out[f"pool{b - 1}"] = x
         if self.depth == f"pool{b - 1}":
           return out
