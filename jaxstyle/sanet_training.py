@@ -227,7 +227,8 @@ def image_source(spec, config, *, stream: str, start_step: int, mesh) -> Any:
                                 data_dir=config.get("tfds_data_dir") or None)
   if spec.source != "folder":
     raise ValueError(f"unknown image source {spec.source!r}: 'folder' or 'tfds'")
-  files = data_lib.list_images(*(data_lib.resolve_path(f, config.data_dir) for f in spec.folders))
+  files = without_stems(data_lib.list_images(*(data_lib.resolve_path(f, config.data_dir)
+                                                for f in spec.folders)), spec.get("exclude", ()))
   if config.resident:
     ds = data_lib.load_resident(files, resize=config.resize, max_aspect=config.max_aspect,
                                 num_threads=config.num_decode_threads)
@@ -237,6 +238,12 @@ def image_source(spec, config, *, stream: str, start_step: int, mesh) -> Any:
   return data_lib.FolderPipeline(files, batch_size=local_batch, crop=config.crop, resize=config.resize,
                                  seed=config.seed, stream=stream, start_step=start_step,
                                  num_threads=config.num_decode_threads, prefetch=config.prefetch)
+
+
+def without_stems(files: list[str], exclude) -> list[str]:
+  """``files`` less those whose name without suffix is in ``exclude`` (held-out images)."""
+  exclude = set(exclude)
+  return [f for f in files if Path(f).stem not in exclude]
 
 
 def data_getter(sources: dict[str, Any], mesh):
@@ -275,18 +282,65 @@ def fixed_images(config, sources: dict[str, Any], mesh) -> dict[str, np.ndarray]
   return out
 
 
+# ----------------------------------------------------------------------------- continuing weights
+
+
+def prior_training(config) -> tuple[int, int]:
+  """(steps, samples) the weights of ``config.init_weights`` were trained for; (0, 0) without them.
+
+  Older manifests record steps only: their samples are steps × the batch size they record.
+  """
+  if not config.get("init_weights"):
+    return 0, 0
+  from jaxstyle import weights as weights_lib  # pylint: disable=g-import-not-at-top
+  meta = weights_lib.read_manifest(data_lib.resolve_path(config.init_weights)).get("meta", {})
+  sanet = meta.get("sanet")
+  if not sanet or "steps" not in sanet:
+    raise ValueError(f"{config.init_weights}: its manifest records no SANet training (meta.sanet.steps)")
+  steps = int(sanet["steps"])
+  return steps, int(sanet.get("samples", steps * sanet.get("config", {}).get("batch_size", 0)))
+
+
+def continue_from_weights(state: training.TrainState, config, mesh) -> training.TrainState:
+  """``state`` with the decoder and transform of ``config.init_weights``, at its recorded step.
+
+  Adam's moments stay at their initial zeros (a weights folder does not carry them; Adam's zero state
+  does not depend on the params it was made for). Shapes must match the model.
+  """
+  from jaxstyle import weights as weights_lib  # pylint: disable=g-import-not-at-top
+  loaded, _ = weights_lib.load(data_lib.resolve_path(config.init_weights))
+  missing = [k for k in TRAINED if k not in loaded]
+  if missing:
+    raise ValueError(f"{config.init_weights} lacks {', '.join(missing)}: nothing to continue from")
+  params = {k: loaded[k] for k in TRAINED}
+  want = jax.tree.map(lambda x: x.shape, state.params)
+  got = jax.tree.map(lambda x: x.shape, params)
+  if want != got:
+    raise ValueError(f"{config.init_weights} does not fit model {config.model!r}")
+  params = training.place_replicated(mesh, params)
+  step, _ = prior_training(config)
+  return state.replace(step=training.place_replicated(mesh, np.int32(step)), params=params)
+
+
 # -------------------------------------------------------------------------------------- frozen
 
 
 def export(directory, params: dict, frozen: dict, *, config, imagenet_encoder: bool, step: int,
            metrics: dict, wall_s: float) -> dict:
   """Adds decoder + transform (and a non-ImageNet encoder) to the weights folder ``directory``,
-  keeping networks other trainers wrote there (``weights.update``)."""
+  keeping networks other trainers wrote there (``weights.update``).
+
+  ``steps`` and ``samples`` are cumulative over the runs a chain of ``init_weights`` continued.
+  """
   nets = {k: jax.device_get(params[k]) for k in TRAINED}
   if not imagenet_encoder:
     nets["encoder"] = jax.device_get(frozen["encoder"])
-  meta = {"steps": int(step), "losses": metrics, "wall_time_s": round(wall_s, 1),
+  prior_steps, prior_samples = prior_training(config)
+  meta = {"steps": int(step), "samples": prior_samples + (int(step) - prior_steps) * config.batch_size,
+          "losses": metrics, "wall_time_s": round(wall_s, 1),
           "device": training.device_description(), "config": config.to_dict()}
+  if config.get("init_weights"):
+    meta["continued_from"] = {"steps": prior_steps, "samples": prior_samples}
   return training.export_weights(directory, nets, trainer="sanet", encoder=config.encoder,
                                  include_encoder=not imagenet_encoder, model_config=config.model,
                                  dtype=config.export_dtype, meta=meta)
@@ -313,7 +367,7 @@ def train_and_evaluate(config, workdir: str) -> training.TrainState:
   try:
     with jax.set_mesh(mesh):
       ckpt_step = checkpointer.latest_step()
-      start = 0 if ckpt_step is None else ckpt_step
+      start = prior_training(config)[0] if ckpt_step is None else ckpt_step
       frozen, imagenet_encoder = training.frozen_encoder(config.encoder, hp.model, config.seed)
       frozen = training.place_replicated(mesh, frozen)
       for k in ("content", "style"):
@@ -327,7 +381,11 @@ def train_and_evaluate(config, workdir: str) -> training.TrainState:
       state = checkpointer.restore(abstract)
       if state is None:
         state = init(jax.random.PRNGKey(config.seed))
-        logging.info("decoder init: relu4_1 feature std %.4g", scale)
+        if config.get("init_weights"):
+          state = continue_from_weights(state, config, mesh)
+          logging.info("continuing from %s at step %d", config.init_weights, int(state.step))
+        else:
+          logging.info("decoder init: relu4_1 feature std %.4g", scale)
       logging.info("SANet (%s model): step %d of %d on %s", config.model, start, config.num_steps,
                    training.device_description())
 

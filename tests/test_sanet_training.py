@@ -241,3 +241,42 @@ def test_configs():
   assert shared.content.folders == ("photos", "portraits")
   with pytest.raises(ValueError, match="unknown variant"):
     sanet_configs.get_config("nope")
+
+
+def test_continuing_from_exported_weights_keeps_params_and_step_and_counts_samples(tiny_folders, tmp_path):
+  first = st.train_and_evaluate(runlocal_config(tiny_folders), str(tmp_path / "first"))
+  exported = str(tmp_path / "first" / "weights")
+  # Nothing left to run: the state is the exported one (float32 in runlocal), at its recorded step.
+  loaded = st.train_and_evaluate(runlocal_config(tiny_folders, init_weights=exported), str(tmp_path / "zero"))
+  assert int(loaded.step) == 4
+  for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(loaded.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  more = st.train_and_evaluate(runlocal_config(tiny_folders, init_weights=exported, num_steps=6),
+                               str(tmp_path / "more"))
+  assert int(more.step) == 6
+  meta = weights_lib.load(tmp_path / "more" / "weights")[1]["meta"]["sanet"]
+  assert meta["steps"] == 6 and meta["samples"] == 6 * 4                        # runlocal: batch 4
+  assert meta["continued_from"] == {"steps": 4, "samples": 16}
+  # A manifest from before samples were recorded (the shipped weights): steps × its batch size.
+  manifest = json.loads((tmp_path / "first" / "weights" / "MANIFEST.json").read_text())
+  del manifest["meta"]["sanet"]["samples"]
+  manifest["meta"]["sanet"]["config"]["batch_size"] = 16
+  (tmp_path / "old").mkdir()
+  (tmp_path / "old" / "MANIFEST.json").write_text(json.dumps(manifest))
+  old = runlocal_config(tiny_folders, init_weights=str(tmp_path / "old"))
+  assert st.prior_training(old) == (4, 64)
+  assert st.prior_training(runlocal_config(tiny_folders)) == (0, 0)
+
+
+def test_quality_held_out_images_are_excluded_from_shared_data(tiny_folders):
+  shared = sanet_configs.get_config("shared_data")
+  assert "skimage_astronaut" in shared.content.exclude and "titu_starry_night" in shared.style.exclude
+  assert len(shared.content.exclude) == len(sanet_configs.QUALITY_HELD_OUT_PORTRAITS)
+  assert len(shared.style.exclude) == len(sanet_configs.QUALITY_HELD_OUT_PAINTINGS)
+  # By stem, so images re-encoded by scripts/pack_images.py (same stem, .jpg) stay excluded.
+  files = ["/d/portraits/skimage_astronaut.jpg", "/p/portraits/facerec_obama.jpg", "/p/photos/dog.png"]
+  assert st.without_stems(files, ("skimage_astronaut", "facerec_obama")) == ["/p/photos/dog.png"]
+  config = runlocal_config(tiny_folders)
+  config.content.exclude = ("0", "1")        # photos/{0,1}.png and portraits/{0,1}.png
+  ds = st.image_source(config.content, config, stream="content", start_step=0, mesh=portrait.data_mesh())
+  assert len(ds) == 5 + 3 - 4

@@ -18,7 +18,10 @@ fields, e.g. ``:shared_data,crop=128,style.folders=styles+photos``; any field al
 - ``seed_paper``: as ``default`` but with the identity weights as the paper's text prints them
   (λid1 = 1, λid2 = 50; the published code uses 50 and 1).
 - ``shared_data``: content = ``photos/`` + ``portraits/``, style = ``styles/`` of the shared data folder,
-  decoded once and kept on the device (random crops inside the step); sizes configurable.
+  decoded once and kept on the device (random crops inside the step); sizes configurable. The quality
+  harness's held-out portraits and paintings (``QUALITY_HELD_OUT_*``, ``benchmarks/quality.py``) are
+  excluded by file stem, so they stay unseen however the folders are packed (the weights shipped before
+  this exclusion saw them: ``docs/quality.md``).
 
       python -m train.sanet --config train/configs/sanet.py:shared_data --workdir runs/sanet_shared \
           --config.batch_size=32 --config.num_steps=20000
@@ -30,10 +33,32 @@ fields, e.g. ``:shared_data,crop=128,style.folders=styles+photos``; any field al
 
       python -m train.sanet --config train/configs/sanet.py:runlocal --workdir /tmp/sanet_runlocal
 
+Continuing from a weights folder (``init_weights=DIR``): when the workdir has no checkpoint, the decoder
+and transform start from ``DIR``'s exported weights and the step counter (hence the learning-rate decay
+and the random streams) from the steps its manifest records; Adam's moments start at zero (exports do not
+carry them). ``scripts/gpu_train_sanet.sh`` continues the shipped ``weights/`` this way.
+
 Paths: ``data_dir`` is relative to the repository root unless absolute (default ``../shared/data``,
 the shared folder beside a checkout); image folders are relative to ``data_dir`` unless absolute.
 """
 import ml_collections
+
+# Never trained on (``shared_data``): the pairs of ``benchmarks/quality.py``. Portraits with one face that
+# MediaPipe Face Mesh finds at 384 px, a person mask and some background; the two public-domain ones
+# first (their sheets may be committed). Paintings: public domain.
+QUALITY_HELD_OUT_PORTRAITS = (
+    "skimage_astronaut.jpg", "mpl_grace_hopper.jpg", "celebamaskhq_1.jpg",
+    "facerec_lin-manuel-miranda.png", "facerec_obama.jpg", "facerec_biden2.jpg", "u2net_portrait_man4.jpg",
+    "u2net_portrait_kid2.jpg", "portseg_kid8.jpg", "neuralstyle_brad_pitt.jpg", "adain_lenna.jpg",
+    "bgmatting_0500_img.jpg", "u2net_human_julia_trotti_17.jpg")
+# Van Gogh 1889, Hokusai c. 1831, Kandinsky 1913, Matisse 1905.
+QUALITY_HELD_OUT_PAINTINGS = ("titu_starry_night.jpg", "titu_wave_kanagawa.jpg",
+                              "sanet_Composition-VII.jpg", "adain_woman_with_hat_matisse.jpg")
+
+
+def stems(names) -> tuple[str, ...]:
+  """File names without their suffix: packing (``scripts/pack_images.py``) re-encodes as JPEG."""
+  return tuple(name.rsplit(".", 1)[0] for name in names)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -82,12 +107,14 @@ def default() -> ml_collections.ConfigDict:
   # random: tests.
   config.encoder = "imagenet"             # the shipped weights were trained with this
   config.seed = 0
+  config.init_weights = ""                 # a weights folder to continue from (see the docstring)
 
   config.data_dir = "../shared/data"
+  # exclude: file stems never read from the folders (the quality harness's held-out images).
   config.content = ml_collections.ConfigDict(
-      {"source": "tfds", "name": "coco/2017", "split": "train", "folders": ()})
+      {"source": "tfds", "name": "coco/2017", "split": "train", "folders": (), "exclude": ()})
   config.style = ml_collections.ConfigDict(
-      {"source": "folder", "name": "", "split": "train", "folders": ("wikiart",)})
+      {"source": "folder", "name": "", "split": "train", "folders": ("wikiart",), "exclude": ()})
   config.tfds_data_dir = ""                # tfds data_dir ("" = tfds' default)
   config.resident = False                  # decode folders once, crop on the device
   config.resize = 512                      # shorter side before cropping
@@ -122,7 +149,9 @@ def seed_paper(config):
 def shared_data(config):
   config.content.source = "folder"
   config.content.folders = ("photos", "portraits")
+  config.content.exclude = stems(QUALITY_HELD_OUT_PORTRAITS)
   config.style.folders = ("styles",)
+  config.style.exclude = stems(QUALITY_HELD_OUT_PAINTINGS)
   config.resident = True
   config.batch_size = 8
   config.num_steps = 20_000
