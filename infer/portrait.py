@@ -3,8 +3,10 @@
     python -m infer.portrait --content me.jpg --style starry.jpg --output me_starry.png
     python -m infer.portrait --content photos/ --style styles/ --output out --sheet --save-mask
 
-Parses flags and calls ``jaxstyle.stylize_files.run``. Bad input (an unreadable image, missing weights,
-options that do not fit together) prints one line ``error: ...`` to stderr and exits with status 2.
+Parses flags and calls ``jaxstyle.stylize_files.run``. Every refusal (an unreadable or non-finite image,
+missing or broken weights, options out of range or that do not fit together, an unwritable output
+folder, a non-finite result) prints one line ``error: ...`` to stderr and exits with status 2;
+tracebacks only with ``--debug`` or ``JAXSTYLE_DEBUG=1`` (``jaxstyle.cli``).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import dataclasses
 import sys
 from typing import Sequence
 
+from jaxstyle import cli
 from jaxstyle import stylize_files
 from jaxstyle.image_io import ImageError
 from jaxstyle.portrait import Controls
@@ -20,6 +23,8 @@ from jaxstyle.stylize_files import Request, UsageError
 from jaxstyle.weights import WeightsError
 
 DEFAULTS = Request(content=(), style=())
+# MemoryError: a host allocation the checks did not foresee still ends as one line.
+REFUSALS = (ImageError, WeightsError, UsageError, MemoryError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,13 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--weights", default=DEFAULTS.weights, metavar="DIR",
                  help="weights folder with MANIFEST.json (default: %(default)s)")
   p.add_argument("--size", type=int, default=DEFAULTS.size,
-                 help="longest side of content and style in px; 0 keeps the files' sizes (%(default)s)")
+                 help=f"longest side of content and style in px, 16..{stylize_files.MAX_SIZE}; 0 keeps the "
+                      "files' sizes (%(default)s)")
   p.add_argument("--mode", choices=stylize_files.MODES, default=DEFAULTS.mode,
                  help="portrait: person and background stylised apart; plain: SANet as published")
   p.add_argument("--mask", metavar="FILE",
                  help="your own person mask (white or opaque = person) instead of SegNet's")
   p.add_argument("--feather", type=float, default=DEFAULTS.feather,
-                 help="mask edge blur, as a fraction of the longer side (%(default)s)")
+                 help=f"mask edge blur σ, a fraction 0..{stylize_files.MAX_FEATHER:g} of the longer side "
+                      "(%(default)s)")
   p.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
   p.add_argument("--dtype", choices=stylize_files.DTYPES, default=DEFAULTS.dtype,
                  help="compute dtype (%(default)s); params stay float32")
@@ -57,15 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--sheet", nargs="?", const=True, default=False, metavar="DIR",
                  help="also write a comparison sheet (content | style | plain | mask | person | "
                       "combined): NAME.sheet.png next to the output, or DIR/NAME.png")
+  w_range = "{:g}..{:g}".format(*stylize_files.W_RANGE)
   for region, what in (("background", "background (style-dominant)"),
                        ("person", "person (content-dominant)")):
     for field, metavar, help_ in (
-        ("w1", "W1", "weight of the relu4_1 attention (local texture) in the"),
-        ("w2", "W2", "weight of the relu5_1 attention (global structure) in the"),
-        ("alpha", "A", "style strength (0 = content features, 1 = full transfer) in the")):
+        ("w1", "W1", f"weight {w_range} of the relu4_1 attention (local texture) in the"),
+        ("w2", "W2", f"weight {w_range} of the relu5_1 attention (global structure) in the"),
+        ("alpha", "A", "style strength 0..1 (0 = content features, 1 = full transfer) in the")):
       name = f"{field}_{region}"
       p.add_argument(f"--{field}-{region}", type=float, default=getattr(Controls, name), metavar=metavar,
                      help=f"{help_} {what} (%(default)s)")
+  p.add_argument("--debug", action="store_true", help=f"print tracebacks (also: {cli.DEBUG_ENV}=1)")
   return p
 
 
@@ -75,17 +84,14 @@ def request_from_args(args: argparse.Namespace) -> Request:
   return Request(controls=controls, **fields)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  try:
-    written = stylize_files.run(request_from_args(build_parser().parse_args(argv)))
-  except (ImageError, WeightsError, UsageError) as e:
-    print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)
-    return 2
-  except KeyboardInterrupt:
-    print("error: interrupted", file=sys.stderr)
-    return 130
+def _main(argv: Sequence[str] | None) -> int:
+  written = stylize_files.run(request_from_args(build_parser().parse_args(argv)))
   print("\n".join(map(str, written)))   # one written file a line, for scripts
   return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  return cli.run(lambda: _main(argv), REFUSALS, debug=cli.debug_requested(argv))
 
 
 if __name__ == "__main__":

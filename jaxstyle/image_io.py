@@ -82,14 +82,22 @@ def _high_depth_gray(img: Image.Image) -> np.ndarray | None:
   if img.mode.startswith("I;16") or img.mode == "I":
     return np.clip(np.asarray(img).astype(np.float32) / 65535.0, 0.0, 1.0)
   if img.mode == "F":
-    return np.clip(np.asarray(img, np.float32), 0.0, 1.0)
+    arr = np.asarray(img, np.float32)
+    return np.where(np.isfinite(arr), np.clip(arr, 0.0, 1.0), arr)   # NaN/±inf kept for _rgba to refuse
   return None
 
 
 def _rgba(img: Image.Image, path: PathLike) -> np.ndarray:
-  """``[H, W, 4]`` float32 RGBA in [0, 1] of any mode (alpha 1 where the image has none)."""
+  """``[H, W, 4]`` float32 RGBA in [0, 1] of any mode (alpha 1 where the image has none).
+
+  A float image with NaN or infinite pixels is refused: clipping keeps NaN, and the transfer would
+  turn it into a black picture.
+  """
   gray = _high_depth_gray(img)
   if gray is not None:
+    bad = int(gray.size - np.count_nonzero(np.isfinite(gray)))
+    if bad:
+      raise ImageError(f"{path}: {bad} of {gray.size} pixels are NaN or infinite")
     return np.stack([gray, gray, gray, np.ones_like(gray)], axis=-1)
   try:
     converted = img.convert("RGBA" if img.has_transparency_data else "RGB")

