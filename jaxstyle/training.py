@@ -191,8 +191,10 @@ def export_weights(directory, nets: dict, *, trainer: str, encoder: str, include
   """
   from jaxstyle import weights as weights_lib  # pylint: disable=g-import-not-at-top
   directory = Path(directory)
-  if (directory / weights_lib.MANIFEST).is_file():
-    for other, info in weights_lib.read_manifest(directory).get("meta", {}).items():
+  if weights_lib.holds_export(directory, trainer, meta.get("steps"), nets):
+    return weights_lib.read_manifest(directory)     # a finished run restarted: nothing to redo
+  if (current := weights_lib.manifest_or_none(directory)) is not None:   # None: missing or broken
+    for other, info in current.get("meta", {}).items():
       if other != trainer and isinstance(info, dict) and info.get("encoder", encoder) != encoder:
         raise weights_lib.WeightsError(
             f"{directory}: the {other} networks there were trained on encoder {info['encoder']!r}, "
@@ -420,6 +422,9 @@ def run_loop(state: TrainState, step_fn: Callable, get_args: Callable[[int], tup
   hooks = list(hooks)
   if start >= loop.num_steps:
     logging.info("already at step %d ≥ num_steps %d", start, loop.num_steps)
+    for hook in hooks:   # end hooks again, so a missing or broken export is rewritten (export_weights
+      if hook.at_end:    # skips one that is intact)
+        hook.fn(start, state)
     return state
   args = get_args(start)
   logging.info("first compile, this can take a minute")

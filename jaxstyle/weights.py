@@ -215,7 +215,9 @@ def update(directory: str | os.PathLike, params: dict[str, Any], model_config: s
   directory = Path(directory)
 
   def fill(new: Path) -> dict:
-    old = read_manifest(directory) if (directory / MANIFEST).is_file() else None
+    old = manifest_or_none(directory)
+    if old is None and (directory / MANIFEST).exists():
+      warnings.warn(f"{directory / MANIFEST} is unreadable: the folder is rewritten from these networks")
     if old is not None and old["model_config"] != model_config:
       raise WeightsError(f"{directory} holds model config {old['model_config']!r}, not {model_config!r}")
     files = _write_networks(new, params, dtype, include_encoder)
@@ -293,6 +295,26 @@ def read_manifest(directory: str | os.PathLike) -> dict:
   except OSError as e:
     raise WeightsError(f"{path}: cannot read ({e.strerror})") from None
   return check_manifest(manifest, path)
+
+
+def manifest_or_none(directory: str | os.PathLike) -> dict | None:
+  """The manifest of ``directory``, or None when it has none or an unreadable one."""
+  try:
+    return read_manifest(directory)
+  except WeightsError:
+    return None
+
+
+def holds_export(directory: str | os.PathLike, trainer: str, steps: Any, networks) -> bool:
+  """Whether ``directory`` is intact (``check_folder``) and holds ``networks`` as exported by
+  ``trainer`` at ``steps`` (``meta[trainer]["steps"]``): a finished run need not export again."""
+  try:
+    manifest = check_folder(directory)
+  except WeightsError:
+    return False
+  info = manifest.get("meta", {}).get(trainer)
+  return (isinstance(info, dict) and info.get("steps") == steps
+          and all(f"{n}.safetensors" in manifest["files"] for n in networks))
 
 
 def check_tensors(flat: dict[str, np.ndarray], dtype: str, path: Path) -> dict[str, np.ndarray]:

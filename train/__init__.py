@@ -4,13 +4,21 @@ Each parses ``--config`` (an ``ml_collections`` config file, ``train/configs/*.p
 ``--config.FIELD=VALUE`` overrides) and ``--workdir``, initialises ``jax.distributed`` when asked (flags
 or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``), and calls the library's
 ``train_and_evaluate(config, workdir)``.
+
+A refusal — a flag or config that does not parse, a missing data folder, a workdir that cannot be made,
+weights to start from that do not fit, a NaN stop — ends with one ``error: ...`` line and exit status 2;
+tracebacks only with ``--debug`` or ``JAXSTYLE_DEBUG=1`` (``jaxstyle.cli``).
 """
+import sys
+from pathlib import Path
 from typing import Callable
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from jaxstyle import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (path[:variant]).",
                                           lock_config=True)
@@ -19,18 +27,53 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0 for multi-process training.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
+_DEBUG = flags.DEFINE_boolean("debug", False, f"Print tracebacks (also: {cli.DEBUG_ENV}=1).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag or config file as one ``error:`` line and exit status 2
+  (absl prints the usage of every flag and exits with 1)."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except   flags.Error, or a --config.FIELD override's
+    if cli.debug_requested(argv[1:]):
+      raise
+    what = cli.one_line(e).strip("\"'")
+    if isinstance(e, (AttributeError, KeyError)):   # ml_collections, for --config.NO_SUCH_FIELD=...
+      what = f"the config has no field {what!r}"
+    print(f"error: {what} (see --helpshort)", file=sys.stderr)
+    sys.exit(2)
+
+
+def refusals() -> tuple[type[BaseException], ...]:
+  """What a training run refuses with one line: bad configs and data (ValueError, OSError), weights
+  that do not fit, non-finite metrics. Imported here, after flag parsing, as the trainers do."""
+  from jaxstyle import pretrained, training, weights  # pylint: disable=g-import-not-at-top
+  return (ValueError, OSError, MemoryError, cli.UsageError, weights.WeightsError,
+          pretrained.PretrainedError, training.NonFiniteError)
 
 
 def run(train_and_evaluate: Callable) -> None:
   """``app.run`` of a main that calls ``train_and_evaluate(config, workdir)``."""
 
-  def main(argv):
+  def start(argv) -> int:
     if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+      raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from jaxstyle import training  # pylint: disable=g-import-not-at-top
+    config = _CONFIG.value
+    config.to_dict()          # a config file that failed to load raises only when first used
+    workdir = Path(_WORKDIR.value)
+    try:                      # an unusable workdir fails here, not after compiling
+      workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+      raise cli.UsageError(f"--workdir {workdir}: cannot create it ({e.strerror})") from None
     training.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    logging.info("config:\n%s", _CONFIG.value)
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    logging.info("config:\n%s", config)
+    train_and_evaluate(config, str(workdir))
+    return 0
 
-  app.run(main)
+  def main(argv) -> int:
+    return cli.run(lambda: start(argv), refusals(), debug=_DEBUG.value or cli.debug_requested([]))
+
+  app.run(main, flags_parser=parse_flags)
