@@ -159,7 +159,9 @@ def replace_folder(directory: str | os.PathLike, fill: Callable[[Path], Any]) ->
         os.rename(new, directory)
         new = old
     finally:
-      if new.exists():
+      if new.is_symlink():   # ``directory`` was a link: the exchange moved the link itself here
+        new.unlink()
+      elif new.exists():
         shutil.rmtree(new, ignore_errors=True)
   return result
 

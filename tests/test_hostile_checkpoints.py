@@ -7,9 +7,9 @@ a stride-0 and an overlapping view of 16384², a million-deep tuple as a dict ke
 dict key and as a persistent id, one storage viewed thousands of times, a memo index of 2**31, length
 fields larger than the file. A valid 16 MiB checkpoint loads in about twice its size.
 """
-import io
 import json
 import os
+import pickle
 import struct
 import subprocess
 import sys
@@ -171,13 +171,25 @@ def memo_index(tmp_path):
   return torch_zip(tmp_path / "memo.pth", b"\x80\x02}r\xff\xff\xff\x7f.")
 
 
+def legacy(path, obj_pickle: bytes):
+  """A legacy-format file: magic, protocol and sys_info pickles, then ``obj_pickle`` (and no storages)."""
+  header = b"".join(pickle.dumps(x, protocol=2) for x in (
+      torch_pickle.LEGACY_MAGIC, torch_pickle.LEGACY_PROTOCOL, {"little_endian": True}))
+  path.write_bytes(header + obj_pickle + pickle.dumps([], protocol=2))
+  return path
+
+
 def long_length(tmp_path):
   """A legacy file whose BINBYTES8 says 2**62 bytes: a buffered read would allocate that first."""
-  header = b"".join(__import__("pickle").dumps(x, protocol=2) for x in (
-      torch_pickle.LEGACY_MAGIC, torch_pickle.LEGACY_PROTOCOL, {"little_endian": True}))
-  path = tmp_path / "len.pth"
-  path.write_bytes(header + b"\x80\x04\x8e" + struct.pack("<Q", 1 << 62) + b"abc")
-  return path
+  return legacy(tmp_path / "len.pth", b"\x80\x04\x8e" + struct.pack("<Q", 1 << 62) + b"abc")
+
+
+def legacy_deep_key(tmp_path):
+  return legacy(tmp_path / "ldeep.pth", state_dict([(b")" + b"\x85" * 1_000_000, b"N")]))
+
+
+def legacy_laughs(tmp_path):
+  return legacy(tmp_path / "llol.pth", state_dict([(laughs(), b"N")]))
 
 
 def deflated_pickle(tmp_path):
@@ -209,6 +221,8 @@ CASES = {
     "shared_storage_views": (shared_storage, "more than 4×"),
     "memo_index_2_31": (memo_index, "out of sequence"),
     "length_past_the_file": (long_length, "malformed pickle"),
+    "legacy_million_deep_key": (legacy_deep_key, "deeper than 100"),
+    "legacy_billion_laughs_key": (legacy_laughs, "billion laughs"),
     "deflated_pickle": (deflated_pickle, "'archive/data.pkl' is compressed"),
     "garbage_zip": (garbage_zip, "malformed checkpoint"),
     "truncated_zip": (truncated_zip, "malformed checkpoint"),

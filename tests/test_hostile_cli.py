@@ -141,6 +141,21 @@ def test_broken_vgg_cache_is_an_error_not_a_download(images, params, tmp_path, c
   assert_one_line_error(code, err, "not a readable safetensors file", "python -m jaxstyle.pretrained fetch")
 
 
+def test_vgg_cache_with_a_nan_bias(params, tmp_path, monkeypatch):
+  """The cached encoder is a file a user can replace: a NaN there is refused like one in a folder."""
+  from safetensors.numpy import save as st_save
+  flat = {f"params/{layer}/{k}": np.zeros((3, 3, 3, 8) if k == "kernel" else (8,), np.float32)
+          for layer in pretrained.VGG19_LAYERS for k in ("kernel", "bias")}
+  flat["params/conv4_1/bias"][2] = np.nan
+  (tmp_path / pretrained.CACHE_FILE).write_bytes(st_save(flat))
+  with pytest.raises(pretrained.PretrainedError, match="conv4_1/bias holds 1 NaN or infinite"):
+    pretrained.load_vgg19_imagenet(tmp_path)
+  flat["params/conv4_1/bias"][2] = 0
+  (tmp_path / pretrained.CACHE_FILE).write_bytes(st_save(flat))
+  assert set(pretrained.load_vgg19_imagenet(tmp_path, depth="relu2_1")["params"]) == {
+      "conv1_1", "conv1_2", "conv2_1"}
+
+
 def test_non_finite_output_is_not_written(images, params, tmp_path, capsys):
   """Finite weights at the allowed limit overflow float32 inside the network: the result is NaN, and
   nothing is saved (before: a black picture and exit 0). Compiles the tiny program once."""

@@ -234,3 +234,13 @@ def test_finished_run_runs_its_end_hooks_again():
   out = training.run_loop(state, None, None, training.LoopConfig(num_steps=5, global_batch=1, log_every=1),
                           checkpointer=None, writer=None, hooks=hooks)
   assert out is state and calls == [("export", 5)]
+
+
+def test_save_over_a_symlinked_folder(tmp_path):
+  real = tmp_path / "real"
+  weights.save(real, PARAMS, "tiny", meta={"v": 0})
+  (tmp_path / "link").symlink_to(real)
+  weights.save(tmp_path / "link", PARAMS, "tiny", meta={"v": 1})
+  assert weights.check_folder(tmp_path / "link")["meta"] == {"v": 1}
+  assert weights.check_folder(real)["meta"] == {"v": 0}        # the link's target is left alone
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
