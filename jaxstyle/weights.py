@@ -386,5 +386,8 @@ def load(directory: str | os.PathLike) -> tuple[dict[str, Any], dict]:
       tree = unflatten({k: v.astype(np.float32) for k, v in flat.items()})
     except ValueError as e:
       raise WeightsError(f"{directory / fname}: {e}") from None
+    count = sum(v.size for v in flat.values())
+    if info.get("params", count) != count:
+      raise WeightsError(f"{directory / fname}: holds {count} values, the manifest says {info['params']}")
     params[fname.removesuffix(".safetensors")] = tree
   return params, manifest

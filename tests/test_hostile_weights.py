@@ -54,6 +54,7 @@ def replace_file(directory, fname, data: bytes, dtype=None):
     (lambda m: m["files"]["decoder.safetensors"].pop("sha256"), "has no sha256"),
     (lambda m: m["files"]["decoder.safetensors"].update(dtype="int8"), "dtype 'int8'"),
     (lambda m: m.update(model_config=["tiny"]), "'model_config' must be a JSON string"),
+    (lambda m: m["files"]["decoder.safetensors"].update(params=5), "holds 28 values, the manifest says 5"),
     (lambda m: m["files"].update({"../../etc/hostname": m["files"]["decoder.safetensors"]}),
      "'../../etc/hostname' in MANIFEST.json is not a plain NAME.safetensors"),
     (lambda m: m["files"].update({"/etc/hostname": m["files"]["decoder.safetensors"]}), "not a plain"),
