@@ -76,7 +76,8 @@ def int_tuple(xs) -> bytes:
 
 
 def storage_pid(key: str, numel: int, storage: str = "FloatStorage") -> bytes:
-  return b"(" + uni("storage") + f"ctorch\n{storage}\n".encode() + uni(key) + uni("cpu") + integer(numel) + b"tQ"
+  return (b"(" + uni("storage") + f"ctorch\n{storage}\n".encode() + uni(key) + uni("cpu") + integer(numel)
+          + b"tQ")
 
 
 def tensor(pid: bytes, size, stride, offset=0) -> bytes:
@@ -105,7 +106,7 @@ def laughs(levels=24, fanout=10) -> bytes:
   ``fanout ** levels`` objects through memo references, a few hundred bytes of pickle."""
   out = uni("lol") + b"q\x00"
   for i in range(levels):
-    out += b"(" + b"h" + bytes([i]) * 1 + b"".join(b"h" + bytes([i]) for _ in range(fanout - 1)) + b"t"
+    out += b"(" + b"".join(b"h" + bytes([i]) for _ in range(fanout)) + b"t"   # MARK, BINGET i × fanout, TUPLE
     out += b"q" + bytes([i + 1])
   return out
 
@@ -114,8 +115,8 @@ def laughs(levels=24, fanout=10) -> bytes:
 
 
 def zip_bomb(tmp_path):
-  """A deflated storage record of 512 MiB of zeros (~0.5 MB in the file) behind a valid pickle."""
-  numel = 128 * MiB
+  """A deflated storage record of 256 MiB of zeros (~1 MB in the file) behind a valid pickle."""
+  numel = 64 * MiB
   path = tmp_path / "bomb.pth"
   with zipfile.ZipFile(path, "w") as zf:
     zf.writestr("archive/data.pkl", state_dict([(uni("w"), tensor(storage_pid("0", numel),
@@ -194,7 +195,8 @@ def legacy_laughs(tmp_path):
 
 def deflated_pickle(tmp_path):
   """The data.pkl member itself deflated: 64 MiB of MARKs from 64 KB."""
-  return torch_zip(tmp_path / "pkl.pth", b"\x80\x02" + b"(" * (64 * MiB) + b".", compress=zipfile.ZIP_DEFLATED)
+  return torch_zip(tmp_path / "pkl.pth", b"\x80\x02" + b"(" * (64 * MiB) + b".",
+                   compress=zipfile.ZIP_DEFLATED)
 
 
 def garbage_zip(tmp_path):
@@ -252,7 +254,8 @@ def test_valid_checkpoint_peak_memory_is_a_small_multiple_of_its_size(tmp_path):
   arrays = [rng.standard_normal(MiB, np.float32) for _ in range(4)]
   items = [(uni(f"w{i}"), tensor(storage_pid(str(i), MiB), (1024, 1024), (1024, 1))) for i in range(4)]
   items.append((uni("w0t"), tensor(storage_pid("0", MiB), (1024, 1024), (1, 1024))))
-  path = torch_zip(tmp_path / "ok.pth", state_dict(items), {str(i): a.tobytes() for i, a in enumerate(arrays)})
+  records = {str(i): a.tobytes() for i, a in enumerate(arrays)}
+  path = torch_zip(tmp_path / "ok.pth", state_dict(items), records)
   size = path.stat().st_size
   report = probe(path, budget=int(2.5 * size))
   print(f"{size} bytes", report)
