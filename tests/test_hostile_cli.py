@@ -238,6 +238,17 @@ def test_convert_refuses_an_existing_folder_unless_forced(tmp_path, capsys):
   assert (existing / "MANIFEST.json").read_text() == "{}"     # untouched: nothing was converted
 
 
+def test_convert_refuses_checkpoints_of_the_wrong_shape(tmp_path, capsys, monkeypatch):
+  """Conv layers that import cleanly but are not the published SANet's: nothing is written."""
+  small = {"params": {"conv": {"kernel": np.zeros((3, 3, 2, 2), np.float32), "bias": np.zeros(2, np.float32)}}}
+  for name in ("import_vgg_normalised", "import_sanet_decoder", "import_sanet_transform"):
+    monkeypatch.setattr(pretrained, name, lambda path: small)
+  code, err = convert(["--vgg", "v.pth", "--decoder", "d.pth", "--transform", "t.pth", "--out",
+                       tmp_path / "out"], capsys)
+  assert_one_line_error(code, err, "does not fit the 'sanet_published' model")
+  assert not (tmp_path / "out").exists()
+
+
 def test_converted_tensors_are_checked(tmp_path):
   shapes = jax.eval_shape(functools.partial(portrait.init_params, portrait.MODEL_CONFIGS["sanet_published"]),
                           jax.random.key(0))
