@@ -224,7 +224,9 @@ def imagenet_encoder() -> dict:
                        f"{FETCH_ENCODER}")
   try:
     return pretrained.load_vgg19_imagenet()
-  except (pretrained.PretrainedError, OSError, ValueError) as e:
+  except pretrained.PretrainedError as e:   # names the file and says how to replace it
+    raise WeightsError(" ".join(str(e).split())) from None
+  except (OSError, ValueError) as e:
     raise WeightsError(f"{path}: {' '.join(str(e).split())}; delete it and {FETCH_ENCODER}") from None
 
 
