@@ -3,7 +3,9 @@
     python scripts/pack_images.py --out .devdata/content --shorter 320 ../shared/data/photos ../shared/data/portraits
     python scripts/pack_images.py --out .devdata/styles --shorter 320 ../shared/data/styles
 
-Files that do not decode are skipped and listed. Output names keep the source folder as a prefix.
+Files that do not decode are skipped and listed. Each source folder becomes a subfolder of ``--out`` and
+each file keeps its stem (``photos/x.png`` → ``OUT/photos/x.jpg``): the trainers read folders recursively,
+and ``train/configs/sanet.py`` excludes the quality harness's held-out images by stem.
 """
 import argparse
 from pathlib import Path
@@ -14,9 +16,9 @@ EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def pack(sources: list[Path], out: Path, shorter: int, quality: int) -> tuple[int, list[str]]:
-  out.mkdir(parents=True, exist_ok=True)
   written, skipped = 0, []
   for src in sources:
+    (out / src.name).mkdir(parents=True, exist_ok=True)
     for path in sorted(p for p in src.rglob("*") if p.suffix.lower() in EXTS):
       try:
         with Image.open(path) as im:
@@ -24,7 +26,7 @@ def pack(sources: list[Path], out: Path, shorter: int, quality: int) -> tuple[in
           scale = shorter / min(im.size)
           if scale < 1:
             im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
-          im.save(out / f"{src.name}_{path.stem}.jpg", quality=quality)
+          im.save(out / src.name / f"{path.stem}.jpg", quality=quality)
           written += 1
       except (OSError, ValueError) as e:
         skipped.append(f"{path}: {e}")
