@@ -349,7 +349,7 @@ def write_sheet(path: Path, pair: Pair, outputs: dict[str, dict]) -> None:
   key = (pair.portrait, pair.painting)
   panels = [("content", load(pair.content)), ("painting", load(pair.style))]
   panels += [(system, outputs[system][key]) for system in SYSTEMS]
-  comparison_sheet(panels).save(path)
+  comparison_sheet(panels).save(path, quality=90)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -397,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       painting_vecs[pair.painting], vecs, face, predictor, media)
         rows.append({"portrait": pair.portrait, "painting": pair.painting, "system": system,
                      "mask_kind": kind, **row})
-      write_sheet(out / "sheets" / f"{pair.content.stem}__{pair.style.stem}.png", pair, outputs)
+      write_sheet(out / "sheets" / f"{pair.content.stem}__{pair.style.stem}.jpg", pair, outputs)
 
   with open(out / "quality.csv", "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
