@@ -198,7 +198,7 @@ def read_vgg19_cache(path: Path) -> dict:
         raise PretrainedError(f"{path}: {layer} has kernel {kernel.shape} and bias {bias.shape}; {fix}")
   except weights_lib.WeightsError as e:
     raise PretrainedError(f"{e}; {fix}") from None
-  except (KeyError, TypeError, ValueError) as e:
+  except (KeyError, IndexError, TypeError, ValueError) as e:   # a missing or misshapen layer
     raise PretrainedError(f"{path} lacks layer {torch_pickle.short_repr(e.args[:1])} or has the wrong "
                           f"layout; {fix}") from None
   return params
