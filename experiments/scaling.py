@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from jax.extend import backend as jax_backend
 import numpy as np
 
 from jaxstyle import portrait
@@ -196,16 +197,33 @@ def random_params(model_cfg: portrait.ModelConfig, seed: int = 0) -> dict:
   return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
+def cpu_cost_analysis(lowered) -> dict:
+  """XLA:CPU's cost analysis of a lowered module, whichever backend it was lowered for.
+
+  ``Lowered.cost_analysis()`` asks the program's own backend, and the CUDA plugin (a PJRT C API
+  client) has none: the GPU sweeps printed ``n/a`` for GFLOP/img. The lowered HLO is the same
+  arithmetic on every backend (convolutions and dots are still HLO ops; only compiling turns them
+  into cuDNN/cuBLAS calls), so the CPU client counts it on all of them.
+  """
+  from jax._src.lib import _jax  # pylint: disable=g-import-not-at-top  (no public API for this yet)
+  cpu = jax_backend.get_backend("cpu")
+  return _jax.hlo_module_cost_analysis(cpu, lowered.compiler_ir("hlo").as_hlo_module())
+
+
 def lowered_flops(lowered) -> float | None:
-  """FLOPs of the lowered (global, not yet partitioned) program.
+  """FLOPs of the lowered (global, not yet partitioned) program, counted by XLA:CPU on every backend.
 
   The lowered module still has every convolution as an HLO op; a compiled GPU program hides cuDNN
-  convolutions in custom calls that its cost analysis counts as zero.
+  convolutions in custom calls that its cost analysis counts as zero. Falls back to the backend's own
+  analysis where no CPU client exists (e.g. ``JAX_PLATFORMS=cuda``).
   """
   try:
-    cost = lowered.cost_analysis()
+    cost = cpu_cost_analysis(lowered)
   except Exception:  # pylint: disable=broad-except
-    return None
+    try:
+      cost = lowered.cost_analysis()
+    except Exception:  # pylint: disable=broad-except
+      return None
   if isinstance(cost, (list, tuple)):
     cost = cost[0] if cost else None
   return float(cost["flops"]) if cost and cost.get("flops") else None
