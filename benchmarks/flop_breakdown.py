@@ -161,7 +161,8 @@ def components(cfg: portrait.ModelConfig, size: int, batch: int, mode: str = "po
     images = shape(lambda p, x: dec(p, t=x), params, t)
     mask = shape(seg, params, content, cf)
     out += [Component("SegNet decoder", seg, (params, content, cf)),
-            Component("blur + blend", lambda m, x: portrait.blend(m, x, FEATHER), (mask, images))]
+            Component("blur + blend", lambda m, x: portrait.blend(portrait.feather_mask(m, FEATHER), x),
+                      (mask, images))]
   return out
 
 

@@ -32,6 +32,9 @@ class SegNetConfig:
   start: str                                     # encoder feature the decoder starts from
   stages: Sequence[tuple[int, Sequence[int]]]    # (pool level to unpool with, conv widths after it)
   batch_norm: bool
+  # Encoder feature added after each unpooling (pool level → feature name): boundaries at the unpooled
+  # resolution come from the encoder's own features there, which the max-pool indices alone only hint at.
+  skips: Sequence[tuple[int, str]] = ()
 
 
 SEGNET_CONFIGS = {
@@ -40,7 +43,13 @@ SEGNET_CONFIGS = {
     "vgg16_bn": SegNetConfig("vgg16", "pool5",
                              ((5, (512, 512, 512)), (4, (512, 512, 256)), (3, (256, 256, 128)),
                               (2, (128, 64)), (1, (64, 1))), True),
+    # "shared" plus the last ReLU of each encoder block added after its unpooling (``SkipFusion``).
+    "shared_skip": SegNetConfig("shared", "relu5_1",
+                                ((4, (512, 256)), (3, (256, 128)), (2, (128, 64)), (1, (64, 1))), False,
+                                ((4, "relu4_4"), (3, "relu3_4"), (2, "relu2_2"), (1, "relu1_2"))),
     "tiny": SegNetConfig("shared", "relu5_1", ((4, (8,)), (3, (8,)), (2, (4,)), (1, (4, 1))), False),
+    "tiny_skip": SegNetConfig("shared", "relu5_1", ((4, (8,)), (3, (8,)), (2, (4,)), (1, (4, 1))), False,
+                              ((4, "relu4_2"), (3, "relu3_2"), (2, "relu2_2"), (1, "relu1_2"))),
 }
 
 
@@ -50,6 +59,22 @@ def pooled_hw(hw: tuple[int, int], level: int) -> tuple[int, int]:
   for _ in range(level - 1):
     h, w = -(-h // 2), -(-w // 2)
   return h, w
+
+
+class SkipFusion(nn.Module):
+  """``x + Dense(LayerNorm(skip))``: an encoder feature map added to the unpooled decoder features.
+
+  The per-pixel LayerNorm makes the Caffe VGG's feature scales (means from ~20 to ~560 across blocks)
+  irrelevant and needs no batch statistics (CPU batches are 2–4). The projection starts at zero, so a
+  decoder trained without skips computes exactly the same function until the skips learn something.
+  """
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, skip: jax.Array) -> jax.Array:
+    skip = nn.LayerNorm(dtype=jnp.float32, name="norm")(skip.astype(jnp.float32))
+    return x + nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros, dtype=self.dtype,
+                        name="proj")(skip.astype(self.dtype))
 
 
 class SegNetDecoder(nn.Module):
@@ -63,8 +88,11 @@ class SegNetDecoder(nn.Module):
     conv = functools.partial(Conv, padding="zero", formulation=self.formulation, dtype=self.dtype)
     x = features[self.config.start].astype(self.dtype)
     n_stages = len(self.config.stages)
+    skips = dict(self.config.skips)
     for s, (level, widths) in enumerate(self.config.stages):
       x = max_unpool(x, features[f"pool{level}_indices"], pooled_hw(image_hw, level))
+      if level in skips:
+        x = SkipFusion(self.dtype, name=f"skip{level}")(x, features[skips[level]])
       for i, width in enumerate(widths):
         x = conv(width, name=f"unpool{level}_conv{i + 1}")(x)
         if s == n_stages - 1 and i == len(widths) - 1:

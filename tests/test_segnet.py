@@ -14,6 +14,8 @@ def features(blocks, depth, hw, key=0):
 
 @pytest.mark.parametrize("name, blocks, depth, expected", [
     ("shared", vgg.VGG19_BLOCKS, "relu5_1", 4_683_713),
+    # + LayerNorm (2C) and a C_skip×C_x projection per skip: 263 680 + 66 304 + 16 768 + 4 288.
+    ("shared_skip", vgg.VGG19_BLOCKS, "relu5_1", 4_683_713 + 351_040),
     ("vgg16_bn", vgg.VGG16_BLOCKS, "pool5", None),
 ])
 def test_param_count_same_at_two_resolutions(name, blocks, depth, expected):
@@ -50,3 +52,66 @@ def test_decoder_unpools_with_encoder_indices():
 def test_pooled_hw_ceil():
   assert segnet.pooled_hw((37, 45), 1) == (37, 45)
   assert segnet.pooled_hw((37, 45), 4) == (5, 6)
+
+
+def np_conv3x3(x, kernel, bias):
+  """Zero-padded 3×3 convolution of ``[H, W, Cin]`` with an HWIO kernel."""
+  h, w, _ = x.shape
+  p = np.pad(x, ((1, 1), (1, 1), (0, 0)))
+  return sum(p[i:i + h, j:j + w] @ kernel[i, j] for i in range(3) for j in range(3)) + bias
+
+
+def np_unpool(x, indices, out_hw):
+  h, w, c = x.shape
+  up = np.zeros((2 * h, 2 * w, c), x.dtype)
+  for k in range(4):
+    dy, dx = divmod(k, 2)
+    up[dy::2, dx::2] = np.where(indices == k, x, 0)
+  return up[:out_hw[0], :out_hw[1]]
+
+
+def np_segnet(params, cfg, feats, hw):
+  """A NumPy SegNet decoder: unpool, add LayerNorm(skip)·W + b, then 3×3 convs with ReLU."""
+  x = feats[cfg.start][0]
+  skips = dict(cfg.skips)
+  for s, (level, widths) in enumerate(cfg.stages):
+    x = np_unpool(x, feats[f"pool{level}_indices"][0], segnet.pooled_hw(hw, level))
+    if level in skips:
+      p = params[f"skip{level}"]
+      f = feats[skips[level]][0]
+      f = (f - f.mean(-1, keepdims=True)) / np.sqrt(f.var(-1, keepdims=True) + 1e-6)
+      f = f * p["norm"]["scale"] + p["norm"]["bias"]
+      x = x + f @ p["proj"]["kernel"] + p["proj"]["bias"]
+    for i, _ in enumerate(widths):
+      conv = params[f"unpool{level}_conv{i + 1}"]
+      x = np_conv3x3(x, conv["kernel"], conv["bias"])
+      if not (s == len(cfg.stages) - 1 and i == len(widths) - 1):
+        x = np.maximum(x, 0)
+  return x[..., 0]
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (37, 45)])
+def test_skip_decoder_matches_numpy(hw):
+  cfg = segnet.SEGNET_CONFIGS["tiny_skip"]
+  feats = features(vgg.TINY_BLOCKS, "relu5_1", hw)
+  dec = segnet.SegNetDecoder(cfg, formulation="xla")
+  v = dec.init(jax.random.key(0), feats, hw)
+  # Random everything (the projections start at zero, which would hide a wrong skip).
+  leaves, tree = jax.tree.flatten(v)
+  keys = jax.random.split(jax.random.key(7), len(leaves))
+  v = jax.tree.unflatten(tree, [0.3 * jax.random.normal(k, l.shape) for k, l in zip(keys, leaves)])
+  expected = np_segnet(jax.tree.map(np.asarray, v["params"]), cfg,
+                       {k: np.asarray(a, np.float64) for k, a in feats.items()}, hw)
+  np.testing.assert_allclose(dec.apply(v, feats, hw)[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_zero_skips_compute_the_decoder_without_them():
+  """Fresh skip fusions add nothing, so weights trained without them carry over unchanged."""
+  hw = (32, 32)
+  feats = features(vgg.TINY_BLOCKS, "relu5_1", hw)
+  plain = segnet.SegNetDecoder(segnet.SEGNET_CONFIGS["tiny"])
+  skip = segnet.SegNetDecoder(segnet.SEGNET_CONFIGS["tiny_skip"])
+  v_plain = plain.init(jax.random.key(0), feats, hw)
+  v_skip = skip.init(jax.random.key(1), feats, hw)
+  merged = {"params": {**v_skip["params"], **v_plain["params"]}}
+  np.testing.assert_allclose(skip.apply(merged, feats, hw), plain.apply(v_plain, feats, hw), atol=1e-6)

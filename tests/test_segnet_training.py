@@ -9,6 +9,7 @@ import pytest
 
 from jaxstyle import portrait
 from jaxstyle import sanet_training
+from jaxstyle import segnet_eval
 from jaxstyle import segnet_training as sg
 from jaxstyle import training
 from jaxstyle import weights as weights_lib
@@ -44,10 +45,12 @@ def test_train_step_learns_and_keeps_the_encoder_frozen():
     ious.append(float(m["train/iou"]))
   assert all(np.isfinite(losses)) and np.isfinite(float(m["norm/grads"]))
   assert losses[-1] < 0.75 * losses[0], losses
-  metrics, pred = sg.evaluate(state.params, frozen, np.asarray(batch["image"]),
-                              np.asarray(batch["mask"]), hp, batch_size=3)   # 4 = 3 + a padded 1
-  assert pred.shape == (4, 32, 32) and 0.0 <= metrics["eval/miou"] <= 1.0
-  np.testing.assert_allclose(metrics["eval/miou"], np.mean(ious[-1:]), atol=0.25)
+  held = [segnet_eval.HeldOut(str(i), np.asarray(x), np.asarray(m), None)
+          for i, (x, m) in enumerate(zip(batch["image"], batch["mask"]))]
+  metrics, pred = sg.evaluate(state.params, frozen, held, hp, feather=0.0)
+  assert len(pred) == 4 and pred[0].shape == (32, 32)
+  assert 0.0 <= metrics["eval/person_iou_min"] <= metrics["eval/person_iou"] <= 1.0
+  np.testing.assert_allclose(metrics["eval/person_iou"], ious[-1], atol=0.25)
 
 
 def test_train_and_evaluate_reports_miou_and_exports_next_to_sanet(tmp_path):
@@ -57,7 +60,7 @@ def test_train_and_evaluate_reports_miou_and_exports_next_to_sanet(tmp_path):
   sanet_params = portrait.init_params(portrait.MODEL_CONFIGS["tiny"], jax.random.PRNGKey(0))
   encoder = training.frozen_encoder("random", TINY, 0)[0]
   config = segnet_configs.get_config("runlocal")
-  config.update(dict(data_dir=str(root), resize=16, crop=16, eval_size=16, num_steps=6, eval_every=3,
+  config.update(dict(data_dir=str(root), resize=16, crop=16, eval_size=32, num_steps=6, eval_every=3,
                      log_every=3, checkpoint_every=3, export_every=100, export_dir=str(weights_dir),
                      photos_with_people=("photo1.jpg",)))
   sanet_training.export(weights_dir, sanet_params, encoder, config=config, imagenet_encoder=False,
@@ -65,8 +68,9 @@ def test_train_and_evaluate_reports_miou_and_exports_next_to_sanet(tmp_path):
   state = sg.train_and_evaluate(config, str(tmp_path / "run"))
   assert int(state.step) == 6
   lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-  mious = [l["eval/miou"] for l in lines if "eval/miou" in l]
-  assert len(mious) == 3 and all(0.0 <= v <= 1.0 for v in mious)    # steps 0, 3, 6
+  ious = [l["eval/person_iou"] for l in lines if "eval/person_iou" in l]
+  assert len(ious) == 3 and all(0.0 <= v <= 1.0 for v in ious)    # steps 0, 3, 6
+  assert all("eval/teacher_person_iou" in l for l in lines if "eval/person_iou" in l)
   assert any("train/iou" in l for l in lines)
   assert len(list((tmp_path / "run" / "samples").glob("eval_*.png"))) == 3
   params, manifest = weights_lib.load(weights_dir)
@@ -95,5 +99,18 @@ def test_configs():
   coco = segnet_configs.get_config("coco_panoptic")
   assert coco.source == "tfds" and coco.tfds_name == "coco/2017_panoptic"
   changed = {k for k, v in coco.to_dict().items() if default.to_dict()[k] != v}
-  assert changed == {"source", "resize", "crop", "eval_size", "batch_size", "num_steps", "eval_every",
-                     "checkpoint_every", "export_every"}
+  assert changed == {"source", "resize", "num_steps", "eval_every", "checkpoint_every", "export_every"}
+  cpu = segnet_configs.get_config("cpu_finetune")
+  assert cpu.init_from == "weights" and cpu.crop == 320 and sg.hparams_from_config(cpu).augment.paste_prob > 0
+
+
+def test_init_from_keeps_given_parameters_and_zero_skips(tmp_path):
+  hp = sg.Hparams(model=TINY, batch_size=2, crop=32, num_steps=1)
+  plain = portrait.init_params(dataclasses.replace(TINY, segnet="tiny"), jax.random.PRNGKey(5))["segnet"]
+  params = sg.init_trainable(hp, jax.random.PRNGKey(0), init_from=plain)["segnet"]["params"]
+  for name, layer in plain["params"].items():
+    np.testing.assert_array_equal(params[name]["kernel"], layer["kernel"])
+  assert float(jnp.abs(params["skip1"]["proj"]["kernel"]).max()) == 0.0
+  with pytest.raises(ValueError, match="does not fit"):
+    sg.init_trainable(hp, jax.random.PRNGKey(0), init_from={"params": {"unpool1_conv1": {
+        "kernel": np.zeros((3, 3, 1, 1))}}})

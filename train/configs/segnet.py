@@ -2,17 +2,21 @@ r"""SegNet (person mask) training configs (``jaxstyle/segnet_training.py``).
 
 Variants (``--config train/configs/segnet.py:VARIANT[,key=value...]``, or ``--config.FIELD=VALUE``):
 
-- ``default``: the "shared" SegNet decoder on the frozen ImageNet VGG-19, trained on the shared portraits
-  (``portraits/`` with their hand-drawn or shipped masks, MediaPipe teacher masks where none exists)
-  plus person-free ``photos/`` as negatives, all resident on the device; 192 px shorter side, random
-  160² crops with flips, batch 8, Adam 3e-4 (100 warm-up steps, cosine to 1%), BCE + Dice; mIoU on a
-  fixed 20% of the hand-annotated portraits (14 images) every 100 steps.
+- ``default``: the "shared_skip" SegNet decoder on the frozen ImageNet VGG-19, trained on the shared
+  portraits (``portraits/`` with their hand-drawn or shipped masks, MediaPipe teacher masks where none
+  exists) and person-free ``photos/``, all resident on the device: 448 px shorter side, 384² crops with
+  flips, half of them a person pasted on a photo at 0.5–2× scale, a tenth a photo alone, then colour,
+  blur, noise and JPEG noise (``jaxstyle/augment.py``); batch 16, Adam 3e-4 (100 warm-up steps, cosine to
+  1%), BCE + Dice, 3000 steps (about 2½ minutes on one H200). Every 250 steps: person IoU on a fixed 20%
+  of the hand-drawn portraits (14 images) at 512 px through the CLI's path (``jaxstyle/segnet_eval.py``),
+  beside the MediaPipe teacher's (0.972 on the same masks).
 
       python -m train.segnet --config train/configs/segnet.py --workdir runs/segnet
 
-  Expected (measured with ``resize=160,crop=128,eval_size=160`` and the unnormalised ``imagenet``
-  encoder, 300 steps, 42 min on 2 shared CPU cores): held-out mIoU 0.80 at step 50, 0.85 at 150–300;
-  for scale, an all-person mask scores 0.675 and the MediaPipe teacher 0.973 on the same 14 images.
+- ``cpu_finetune``: continues from a weights folder's SegNet (``init_from``, default the shipped
+  ``weights/``) at 320² crops from 400 px images, batch 4, Adam 1e-4, in the background on a CPU.
+
+      python -m train.segnet --config train/configs/segnet.py:cpu_finetune --workdir runs/segnet_cpu
 - ``coco_panoptic``: COCO 2017 panoptic ``person`` masks through tfds (shorter side 512, 384² crops,
   batch 16, 20k steps); mIoU on 64 crops of the validation split.
 
@@ -24,8 +28,11 @@ Variants (``--config train/configs/segnet.py:VARIANT[,key=value...]``, or ``--co
 
 Paths: ``data_dir`` is relative to the repository root unless absolute (default ``../shared/data``).
 """
+import dataclasses
+
 import ml_collections
 
+from jaxstyle import augment
 from train.configs import sanet as sanet_configs
 
 # photos/ (as listed in photos/SOURCES.tsv, 193 files) checked by eye on 2026-11-26: these show people
@@ -66,24 +73,25 @@ def default() -> ml_collections.ConfigDict:
   config.holdout_fraction = 0.2            # of the hand-annotated portraits, for mIoU
   config.tfds_name = "coco/2017_panoptic"
   config.split = "train"
-  config.eval_split = "validation"
-  config.eval_examples = 64                # tfds: held-out crops
   config.tfds_data_dir = ""
-  config.resize = 192
-  config.crop = 160
+  config.resize = 448                      # shorter side of the resident images
+  config.crop = 384
   config.max_aspect = 2.0
   config.flip = True
-  config.batch_size = 8
+  config.batch_size = 16
   config.num_decode_threads = 8
+  # Composites and photometric noise (jaxstyle/augment.py AugmentConfig; portraits source only).
+  config.augment = ml_collections.ConfigDict(dataclasses.asdict(augment.AugmentConfig()))
+  config.init_from = ""                    # a weights folder whose SegNet the run starts from
 
   config.lr = 3e-4
   config.warmup_steps = 100
   config.dice_weight = 1.0
-  config.num_steps = 2000
+  config.num_steps = 3000
 
-  config.eval_size = 192                   # held-out images: shorter side, then a center square
-  config.eval_every = 100
-  config.eval_batch_size = 8
+  config.eval_size = 512                   # held-out portraits' longest side, as infer.portrait --size
+  config.eval_feather = 0.01               # and --feather
+  config.eval_every = 250
   config.num_samples = 6
   config.log_every = 10
   config.checkpoint_every = 100
@@ -94,12 +102,23 @@ def default() -> ml_collections.ConfigDict:
   return config
 
 
+def cpu_finetune(config):
+  config.init_from = "weights"
+  config.resize = 400
+  config.crop = 320
+  config.batch_size = 4
+  config.lr = 1e-4
+  config.warmup_steps = 20
+  config.num_steps = 1000
+  config.eval_every = 100
+  config.log_every = 5
+  config.checkpoint_every = 50
+  config.export_every = 100
+
+
 def coco_panoptic(config):
   config.source = "tfds"
   config.resize = 512
-  config.crop = 384
-  config.eval_size = 384
-  config.batch_size = 16
   config.num_steps = 20_000
   config.eval_every = 1000
   config.checkpoint_every = 1000
@@ -113,6 +132,7 @@ def runlocal(config):
   config.resize = 40
   config.crop = 32
   config.eval_size = 32
+  config.augment.jpeg_prob = 0.0
   config.batch_size = 4
   config.lr = 3e-3
   config.warmup_steps = 2
@@ -124,4 +144,5 @@ def runlocal(config):
   config.export_dtype = "float32"
 
 
-VARIANTS = {"default": lambda config: None, "coco_panoptic": coco_panoptic, "runlocal": runlocal}
+VARIANTS = {"default": lambda config: None, "cpu_finetune": cpu_finetune, "coco_panoptic": coco_panoptic,
+            "runlocal": runlocal}
