@@ -140,19 +140,46 @@ def unchunked(cfg: ModelConfig) -> ModelConfig:
   return dataclasses.replace(cfg, attention_chunk=2**62, attention_max_scores=2**62)
 
 
-def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
-  """Separable Gaussian blur of ``[B, H, W]`` with edge-replicated borders."""
-  radius = int(math.ceil(3 * sigma))
+def extend_edges(x: jax.Array, hw: jax.Array) -> jax.Array:
+  """``x [B, H, W, ...]`` with everything outside each item's valid ``hw [B, 2]`` corner replaced by
+  its nearest valid pixel (edge replication), so border operators see what they would unpadded."""
+  rows = jnp.minimum(jnp.arange(x.shape[1]), hw[:, :1] - 1)                      # B H
+  cols = jnp.minimum(jnp.arange(x.shape[2]), hw[:, 1:] - 1)                      # B W
+  take = jax.vmap(lambda xi, r, c: xi[r][:, c])
+  return take(x, rows, cols)
+
+
+def gaussian_taps(sigma: jax.Array, radius: int) -> jax.Array:
+  """``[B, 2·radius + 1]`` normalised Gaussian taps, item b cut at ⌈3σ_b⌉ (σ_b < 1/3: identity)."""
+  k = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+  sigma = jnp.asarray(sigma, jnp.float32)[:, None]
+  taps = jnp.exp(-0.5 * (k / jnp.maximum(sigma, 1e-6)) ** 2)
+  taps = jnp.where(jnp.abs(k) <= jnp.ceil(3 * sigma), taps, 0.0)
+  return taps / taps.sum(-1, keepdims=True)
+
+
+def gaussian_blur(x: jax.Array, sigma: float | jax.Array, hw: jax.Array | None = None,
+                  max_sigma: float | None = None) -> jax.Array:
+  """Separable Gaussian blur of ``[B, H, W]`` with edge-replicated borders.
+
+  ``sigma`` is one σ or one per item; ``hw [B, 2]`` the valid corner of each item (default: all of
+  it), whose edges are replicated outwards first, so a padded item blurs as it would at its own size.
+  ``max_sigma`` bounds σ for the static filter length (default: ``sigma`` itself, which is then static).
+  """
+  b, h, w = x.shape
+  radius = int(math.ceil(3 * (sigma if max_sigma is None else max_sigma)))
   if radius < 1:
     return x
-  taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-  taps = jnp.asarray(taps / taps.sum(), x.dtype)
-  x = jnp.pad(x, ((0, 0), (radius, radius), (radius, radius)), mode="edge")[..., None]
-  x = jax.lax.conv_general_dilated(x, taps.reshape(-1, 1, 1, 1), (1, 1), "VALID",
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  x = jax.lax.conv_general_dilated(x, taps.reshape(1, -1, 1, 1), (1, 1), "VALID",
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return x[..., 0]
+  if hw is not None:
+    x = extend_edges(x, hw)
+  taps = gaussian_taps(jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), (b,)), radius).astype(x.dtype)
+  # Items as channels: one depthwise conv blurs every item with its own σ.
+  x = jnp.pad(x, ((0, 0), (radius, radius), (radius, radius)), mode="edge").transpose(1, 2, 0)[None]
+  conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding="VALID",
+                           dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=b)
+  x = conv(x, taps.T.reshape(-1, 1, 1, b))
+  x = conv(x, taps.T.reshape(1, -1, 1, b))
+  return x[0].transpose(2, 0, 1)
 
 
 def person_logits(params: Params, cfg: ModelConfig, content: jax.Array, content_feats: dict) -> jax.Array:
@@ -177,13 +204,45 @@ def encode(params: Params, cfg: ModelConfig, images: jax.Array) -> dict[str, jax
   return build(cfg).encoder.apply(params["encoder"], images)
 
 
-def attend(params: Params, cfg: ModelConfig, content_feats: dict, style_feats: dict):
-  """(sanet4_1, sanet5_1 resized to relu4_1): the attention of content queries to style keys."""
+def valid_mask(image_hw: tuple[int, int], feat_hw: tuple[int, int], hw: jax.Array | None) -> jax.Array | None:
+  """``[B, h, w]`` True where a feature of a padded image (``image_hw``) lies in its valid corner ``hw``.
+
+  VGG's ceil-mode pools halve rounding up, so a feature is valid when it saw at least one valid pixel.
+  """
+  if hw is None:
+    return None
+  halvings = next(k for k in range(8) if segnet_lib.pooled_hw(image_hw, k + 1) == tuple(feat_hw))
+  for _ in range(halvings):
+    hw = (hw + 1) // 2
+  rows = jnp.arange(feat_hw[0]) < hw[:, :1]
+  cols = jnp.arange(feat_hw[1]) < hw[:, 1:]
+  return rows[:, :, None] & cols[:, None, :]
+
+
+def level_masks(content_hw, content_feats, style_hw, style_feats, sizes) -> tuple | None:
+  """Valid masks (c4, s4, c5, s5) for ``Transform.attend`` from ``sizes [B, 4]`` = (content h, w,
+  style h, w) of padded images of shapes ``content_hw`` / ``style_hw``; None when not padded."""
+  if sizes is None:
+    return None
+  return tuple(valid_mask(image_hw, feats[layer].shape[1:3], hw)
+               for layer in ("relu4_1", "relu5_1")
+               for image_hw, feats, hw in ((content_hw, content_feats, sizes[:, :2]),
+                                           (style_hw, style_feats, sizes[:, 2:])))
+
+
+def attend(params: Params, cfg: ModelConfig, content_feats: dict, style_feats: dict,
+           masks: tuple | None = None):
+  """(sanet4_1, sanet5_1 resized to relu4_1): the attention of content queries to style keys.
+
+  ``masks``: ``level_masks`` of padded inputs (statistics and keys from valid positions only).
+  """
   return build(cfg).transform.apply(params["transform"], content_feats["relu4_1"], style_feats["relu4_1"],
-                                    content_feats["relu5_1"], style_feats["relu5_1"], method=Transform.attend)
+                                    content_feats["relu5_1"], style_feats["relu5_1"], masks,
+                                    method=Transform.attend)
 
 
-def identity_transfer(params: Params, cfg: ModelConfig, content_feats: dict, alpha: jax.Array) -> jax.Array:
+def identity_transfer(params: Params, cfg: ModelConfig, content_feats: dict, alpha: jax.Array,
+                      masks: tuple | None = None) -> jax.Array:
   """SANet's identity transfer T(c, c) at W = (1, 1), ``[1, B, h, w, C]``; zeros when every α is 1.
 
   α mixes toward it (``mix``); the decoder was trained to reconstruct it (identity losses), which raw
@@ -191,7 +250,8 @@ def identity_transfer(params: Params, cfg: ModelConfig, content_feats: dict, alp
   multiplied by 0, so ``lax.cond`` skips its attention: 8% of the plain program at 512², 35% at 2048².
   """
   def compute():
-    return weigh(*attend(params, cfg, content_feats, content_feats), jnp.ones((1, 2)))
+    content_masks = None if masks is None else (masks[0], masks[0], masks[2], masks[2])
+    return weigh(*attend(params, cfg, content_feats, content_feats, content_masks), jnp.ones((1, 2)))
 
   shape = jax.eval_shape(compute)
   return jax.lax.cond(jnp.all(alpha == 1), lambda: jnp.zeros(shape.shape, shape.dtype), compute)
@@ -216,19 +276,40 @@ def decode(params: Params, cfg: ModelConfig, t: jax.Array, hw: tuple[int, int]) 
   return jnp.clip(images.astype(jnp.float32), 0, 1).reshape(-1, r, *hw, 3).swapaxes(0, 1)
 
 
-def blend(mask: jax.Array, images: jax.Array, feather: float) -> tuple[jax.Array, jax.Array]:
-  """(feathered mask, mask·person + (1 − mask)·background) for ``images`` = (background, person)."""
-  mask = gaussian_blur(mask.astype(jnp.float32), feather * max(mask.shape[1:3]))
-  return mask, mask[..., None] * images[1] + (1 - mask[..., None]) * images[0]
+def feather_mask(mask: jax.Array, feather: float, hw: jax.Array | None = None) -> jax.Array:
+  """``mask [B, H, W]`` blurred with σ = ``feather`` × the longer side: a soft edge for the blend.
+
+  ``hw [B, 2]``: the valid corner of each padded item, whose own longer side sets its σ.
+  """
+  longest = max(mask.shape[1:3])
+  if hw is None:
+    return gaussian_blur(mask.astype(jnp.float32), feather * longest)
+  return gaussian_blur(mask.astype(jnp.float32), feather * hw.max(axis=1), hw, feather * longest)
+
+
+def segment(params: Params, cfg: ModelConfig, content: jax.Array, feather: float,
+            content_feats: dict | None = None, hw: jax.Array | None = None) -> jax.Array:
+  """The person mask the program blends with: SegNet → sigmoid → feather, ``[B, H, W]`` in [0, 1]."""
+  if content_feats is None:
+    content_feats = encode(params, cfg, content)
+  return feather_mask(jax.nn.sigmoid(person_logits(params, cfg, content, content_feats)), feather, hw)
+
+
+def blend(mask: jax.Array, images: jax.Array) -> jax.Array:
+  """mask·person + (1 − mask)·background for ``images`` = (background, person)."""
+  return mask[..., None] * images[1] + (1 - mask[..., None]) * images[0]
 
 
 def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.Array,
-            mask: jax.Array | None = None, *, cfg: ModelConfig, mode: str = "portrait",
-            feather: float = 0.01, keep_color: bool = False) -> dict[str, jax.Array]:
+            mask: jax.Array | None = None, *, sizes: jax.Array | None = None, cfg: ModelConfig,
+            mode: str = "portrait", feather: float = 0.01, keep_color: bool = False) -> dict[str, jax.Array]:
   """Stylises ``content [B, H, W, 3]`` with ``style [B, Hs, Ws, 3]`` (both RGB in [0, 1]).
 
   ``controls`` is ``Controls.as_array()``; ``mask [B, H, W]`` in [0, 1] replaces SegNet when given;
   ``feather`` is the Gaussian σ of the mask edge as a fraction of the longer image side.
+  ``sizes [B, 4]`` (content h, w, style h, w): the valid top-left corners of inputs padded into a
+  shape bucket (``buckets.py``); only valid positions give SANet statistics and attention keys, and the
+  mask's feather is that of the valid size. Outputs keep the padded shape: crop them to ``sizes``.
   Returns ``image`` and, in portrait mode, ``mask``, ``background`` and ``person`` (all [0, 1]).
   """
   if mode not in ("portrait", "plain"):
@@ -236,18 +317,21 @@ def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.
   hw = content.shape[1:3]
   content_feats = encode(params, cfg, content)
   style_feats = encode(params, cfg, style)
+  masks = level_masks(hw, content_feats, style.shape[1:3], style_feats, sizes)
   controls = controls[:2 if mode == "portrait" else 1].astype(jnp.float32)
-  identity = identity_transfer(params, cfg, content_feats, controls[:, 2])
-  t = mix(params, cfg, attend(params, cfg, content_feats, style_feats), identity, controls)
+  identity = identity_transfer(params, cfg, content_feats, controls[:, 2], masks)
+  t = mix(params, cfg, attend(params, cfg, content_feats, style_feats, masks), identity, controls)
   images = decode(params, cfg, t, hw)
   if keep_color:
     images = jnp.clip(preserve_color(images, content.astype(jnp.float32)[None]), 0, 1)
   if mode == "plain":
     return {"image": images[0]}
+  content_hw = None if sizes is None else sizes[:, :2]
   if mask is None:
-    mask = jax.nn.sigmoid(person_logits(params, cfg, content, content_feats))
-  mask, image = blend(mask, images, feather)
-  return {"image": image, "mask": mask, "background": images[0], "person": images[1]}
+    mask = segment(params, cfg, content, feather, content_feats, content_hw)
+  else:
+    mask = feather_mask(mask, feather, content_hw)
+  return {"image": blend(mask, images), "mask": mask, "background": images[0], "person": images[1]}
 
 
 def data_mesh(devices=None) -> jax.sharding.Mesh:
@@ -257,16 +341,21 @@ def data_mesh(devices=None) -> jax.sharding.Mesh:
 
 
 def make_program(cfg: ModelConfig, mesh: jax.sharding.Mesh, *, mode: str = "portrait",
-                 feather: float = 0.01, keep_color: bool = False, with_mask: bool = False):
+                 feather: float = 0.01, keep_color: bool = False, with_sizes: bool = False,
+                 with_mask: bool = False):
   """``stylize`` jitted as one program, batch-parallel over the mesh's ``data`` axis.
 
-  Params and controls are replicated; content, style, mask and every output are sharded on the batch
-  axis, whose size must be a multiple of the mesh size.
+  Positional arguments: ``(params, content, style, controls[, sizes][, mask])``, ``sizes`` and
+  ``mask`` present when ``with_sizes`` / ``with_mask`` (``stylize``). Params and controls are
+  replicated; content, style, sizes, mask and every output are sharded on the batch axis, whose size
+  must be a multiple of the mesh size.
   """
   batch, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
   fn = functools.partial(stylize, cfg=cfg, mode=mode, feather=feather, keep_color=keep_color)
-  if with_mask:
-    return jax.jit(fn, in_shardings=(replicated, batch, batch, replicated, batch),
-                   out_shardings=batch)
-  return jax.jit(lambda p, c, s, k: fn(p, c, s, k), in_shardings=(replicated, batch, batch, replicated),
+  extras = ("sizes",) * with_sizes + ("mask",) * with_mask
+
+  def program(params, content, style, controls, *rest):
+    return fn(params, content, style, controls, **dict(zip(extras, rest)))
+
+  return jax.jit(program, in_shardings=(replicated, batch, batch, replicated) + (batch,) * len(extras),
                  out_shardings=batch)

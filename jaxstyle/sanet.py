@@ -27,17 +27,26 @@ from jaxstyle.conv import Conv
 EPS = 1e-5
 
 
-def mean_std(x: jax.Array, eps: float = EPS) -> tuple[jax.Array, jax.Array]:
-  """Per-channel spatial mean and std of NHWC ``x`` (unbiased variance, as PyTorch's SANet), in f32."""
+def mean_std(x: jax.Array, mask: jax.Array | None = None,
+             eps: float = EPS) -> tuple[jax.Array, jax.Array]:
+  """Per-channel spatial mean and std of NHWC ``x`` (unbiased variance, as PyTorch's SANet), in f32.
+
+  ``mask [B, H, W]`` (True = valid) restricts both to an image's valid positions, so a picture padded
+  into a larger shape bucket keeps its own statistics.
+  """
   x = x.astype(jnp.float32)
-  n = x.shape[1] * x.shape[2]
-  mean = x.mean(axis=(1, 2), keepdims=True)
-  var = ((x - mean) ** 2).sum(axis=(1, 2), keepdims=True) / max(n - 1, 1)
+  if mask is None:   # the unpadded case (and training) keeps the plain reductions
+    m, n = 1.0, x.shape[1] * x.shape[2]
+  else:
+    m = mask[..., None].astype(jnp.float32)
+    n = m.sum(axis=(1, 2), keepdims=True)
+  mean = (x * m).sum(axis=(1, 2), keepdims=True) / jnp.maximum(n, 1)
+  var = (((x - mean) * m) ** 2).sum(axis=(1, 2), keepdims=True) / jnp.maximum(n - 1, 1)
   return mean, jnp.sqrt(var + eps)
 
 
-def mean_variance_norm(x: jax.Array) -> jax.Array:
-  mean, std = mean_std(x)
+def mean_variance_norm(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+  mean, std = mean_std(x, mask)
   return ((x.astype(jnp.float32) - mean) / std).astype(x.dtype)
 
 
@@ -51,12 +60,16 @@ def query_chunk(n_keys: int, chunk: int = 4096, max_scores: int = MAX_SCORES) ->
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, chunk: int = 4096,
-              max_scores: int = MAX_SCORES) -> jax.Array:
-  """softmax(q kᵀ) v over ``[B, N, C]`` arrays, scale 1, in query chunks (``query_chunk``)."""
+              max_scores: int = MAX_SCORES, key_mask: jax.Array | None = None) -> jax.Array:
+  """softmax(q kᵀ) v over ``[B, N, C]`` arrays, scale 1, in query chunks (``query_chunk``).
+
+  ``key_mask [B, N_keys]`` (True = valid): masked keys get no attention weight (padding of a bucket).
+  """
   b, n, c = q.shape
   chunk = query_chunk(k.shape[1], chunk, max_scores)
+  mask = None if key_mask is None else key_mask[:, None, None, :]
   attend = lambda qc: jax.nn.dot_product_attention(
-      qc[:, :, None, :], k[:, :, None, :], v[:, :, None, :], scale=1.0)[:, :, 0, :]
+      qc[:, :, None, :], k[:, :, None, :], v[:, :, None, :], mask=mask, scale=1.0)[:, :, 0, :]
   if n <= chunk:
     return attend(q)
   n_chunks = -(-n // chunk)
@@ -74,15 +87,19 @@ class SANet(nn.Module):
   max_scores: int = MAX_SCORES
 
   @nn.compact
-  def __call__(self, content: jax.Array, style: jax.Array) -> jax.Array:
+  def __call__(self, content: jax.Array, style: jax.Array, content_mask: jax.Array | None = None,
+               style_mask: jax.Array | None = None) -> jax.Array:
+    """``*_mask [B, h, w]`` (True = valid) mark the real positions of padded inputs: statistics and
+    attention keys come from them only, so the valid part of the output is that of the unpadded pair."""
     conv1x1 = functools.partial(Conv, self.channels, kernel_size=1, formulation=self.formulation,
                                 dtype=self.dtype)
-    f = conv1x1(name="f")(mean_variance_norm(content))
-    g = conv1x1(name="g")(mean_variance_norm(style))
+    f = conv1x1(name="f")(mean_variance_norm(content, content_mask))
+    g = conv1x1(name="g")(mean_variance_norm(style, style_mask))
     h = conv1x1(name="h")(style)
     b, hc, wc, c = f.shape
     flat = lambda x: x.reshape(x.shape[0], -1, x.shape[-1])
-    o = attention(flat(f), flat(g), flat(h), self.chunk, self.max_scores).reshape(b, hc, wc, c)
+    keys = None if style_mask is None else style_mask.reshape(b, -1)
+    o = attention(flat(f), flat(g), flat(h), self.chunk, self.max_scores, keys).reshape(b, hc, wc, c)
     return conv1x1(name="out_conv")(o) + content.astype(self.dtype)
 
 
@@ -122,10 +139,14 @@ class Transform(nn.Module):
     self.merge_conv = Conv(self.channels, 3, padding="reflect", formulation=self.formulation,
                            dtype=self.dtype)
 
-  def attend(self, c4, s4, c5, s5) -> tuple[jax.Array, jax.Array]:
-    """(sanet4_1(c4, s4), sanet5_1(c5, s5) resized to the relu4_1 shape)."""
-    o4 = self.sanet4_1(c4, s4)
-    return o4, resize_to(self.sanet5_1(c5, s5), o4.shape[1:3])
+  def attend(self, c4, s4, c5, s5, masks: tuple | None = None) -> tuple[jax.Array, jax.Array]:
+    """(sanet4_1(c4, s4), sanet5_1(c5, s5) resized to the relu4_1 shape).
+
+    ``masks``: the valid positions (c4, s4, c5, s5) of padded inputs (``SANet``), or None.
+    """
+    m4c, m4s, m5c, m5s = masks or (None,) * 4
+    o4 = self.sanet4_1(c4, s4, m4c, m4s)
+    return o4, resize_to(self.sanet5_1(c5, s5, m5c, m5s), o4.shape[1:3])
 
   def merge(self, mixed: jax.Array) -> jax.Array:
     r, b = mixed.shape[:2]

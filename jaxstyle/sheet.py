@@ -69,3 +69,24 @@ def comparison_sheet(panels: Sequence[tuple[str, np.ndarray | Image.Image]], *,
     sheet.paste(img, (x, strip))
     x += img.width + gap
   return sheet
+
+
+def background_label(controls) -> str:
+  """What the portrait program's background row shows: plain SANet when its controls are SANet's own
+  (W = (1, 1), α = 1), otherwise the background transfer at the given controls."""
+  w1, w2, alpha = controls.w1_background, controls.w2_background, controls.alpha_background
+  if (w1, w2, alpha) == (1.0, 1.0, 1.0):
+    return "plain transfer"
+  return f"background W=({w1:g}, {w2:g}) α={alpha:g}"
+
+
+def sheet_panels(content, style, out: dict, controls) -> list[tuple]:
+  """The panels of one pair's sheet from one program's outputs (``portrait.stylize``).
+
+  The "plain transfer" panel is the portrait program's background row, which *is* plain SANet at the
+  default background controls (no second program); other controls are stated in its label.
+  """
+  if "mask" not in out:
+    return [("content", content), ("style", style), ("transfer", out["image"])]
+  return [("content", content), ("style", style), (background_label(controls), out["background"]),
+          ("mask", out["mask"]), ("person transfer", out["person"]), ("combined", out["image"])]

@@ -8,12 +8,16 @@
   has an image suffix. ``save_mask`` / ``sheet``: ``True`` writes ``NAME.mask.png`` / ``NAME.sheet.png``
   next to the output, a folder writes ``FOLDER/NAME.png``. Every file is written atomically; no output
   may be an input, and no two outputs may share a path (checked before anything runs).
-- Batching: pairs are grouped by (content shape, style shape) after resizing to ``size``, and each group
-  runs through the one jitted program of ``portrait.make_program`` over ``portrait.data_mesh()``, in
-  batches padded (repeating the last pair) to the group's batch size, a multiple of the device count, so
-  a group compiles once. Pictures are never resized to a shared shape: a result keeps its content's exact
-  size and aspect, a style its own (SANet's attention takes any style size). The cost is one compile per
-  distinct pair of shapes, which is announced; photos from one camera at one ``size`` share one.
+- Batching: pairs are grouped by shape bucket (``buckets.py``: content sides rounded up to multiples of
+  128, styles padded to one square), and each group runs through the one jitted program of
+  ``portrait.make_program`` over ``portrait.data_mesh()``, in batches padded (repeating the last pair)
+  to the group's batch size, a multiple of the device count. Padding is reflection at the bottom/right;
+  the program is told each picture's valid size (padded positions are never attention keys nor in
+  SANet's statistics), and every output is cropped back to its content's exact size. A folder of mixed
+  sizes at one ``--size`` compiles about three programs (portrait, square, landscape), and JAX's
+  persistent cache (``compile_cache.py``) keeps them for later runs. The sheet's "plain" panel is the
+  portrait program's background row (no second program).
+- Video: one video as ``content`` goes to ``video.run_video`` (frames in batches, audio copied).
 - Weights: a ``weights.py`` folder whose manifest names the model config; the ImageNet VGG-19 encoder comes
   from ``jaxstyle.pretrained``'s cache when the manifest says so. Missing weights are an error that says
   how to get them: a picture from random weights is never made.
@@ -40,12 +44,14 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 import jaxstyle
+from jaxstyle import buckets
+from jaxstyle import compile_cache
 from jaxstyle import image_io
 from jaxstyle import portrait
 from jaxstyle import segnet as segnet_lib
 from jaxstyle import weights as weights_lib
 from jaxstyle.image_io import ImageError
-from jaxstyle.sheet import comparison_sheet
+from jaxstyle.sheet import comparison_sheet, sheet_panels
 from jaxstyle.weights import WeightsError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
@@ -286,15 +292,19 @@ def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def stylize_batch(program, mesh: jax.sharding.Mesh, params: portrait.Params, contents: np.ndarray,
-                  styles: np.ndarray, controls: np.ndarray,
-                  masks: np.ndarray | None = None) -> dict[str, jax.Array]:
+                  styles: np.ndarray, controls: np.ndarray, masks: np.ndarray | None = None,
+                  sizes: np.ndarray | None = None) -> dict[str, jax.Array]:
   """One call of a ``make_program`` program, the batch (a multiple of ``mesh.size``) split over ``data``.
 
-  Returns the program's outputs as global arrays, still sharded (padding included).
+  ``sizes``: the valid sizes of bucket-padded inputs (a ``with_sizes`` program). Returns the program's
+  outputs as global arrays, still sharded (padding included).
   """
   batch = NamedSharding(mesh, P("data"))
-  place = lambda x: jax.make_array_from_process_local_data(batch, np.ascontiguousarray(x, np.float32))
+  place = lambda x, dtype=np.float32: jax.make_array_from_process_local_data(
+      batch, np.ascontiguousarray(x, dtype))
   args = [params, place(contents), place(styles), controls]
+  if sizes is not None:
+    args.append(place(sizes, np.int32))
   if masks is not None:
     args.append(place(masks))
   return program(*args)
@@ -302,21 +312,16 @@ def stylize_batch(program, mesh: jax.sharding.Mesh, params: portrait.Params, con
 
 def group_jobs(jobs: Sequence[Job], contents: Sequence[np.ndarray],
                styles: Sequence[np.ndarray]) -> dict[tuple, list[Job]]:
-  """Jobs by (content shape, style shape), in order of first appearance."""
+  """Jobs by (content bucket, style bucket) (``buckets.py``), in order of first appearance."""
   groups: dict[tuple, list[Job]] = {}
   for job in jobs:
-    groups.setdefault((contents[job.content].shape[:2], styles[job.style].shape[:2]), []).append(job)
+    key = (buckets.content_bucket(contents[job.content].shape[:2]),
+           buckets.style_bucket(styles[job.style].shape[:2]))
+    groups.setdefault(key, []).append(job)
   return groups
 
 
-def sheet_panels(content, style, out: dict[str, np.ndarray], plain: np.ndarray) -> list[tuple]:
-  if "mask" not in out:
-    return [("content", content), ("style", style), ("transfer", out["image"])]
-  return [("content", content), ("style", style), ("plain transfer", plain), ("mask", out["mask"]),
-          ("person transfer", out["person"]), ("combined", out["image"])]
-
-
-def write_outputs(job: Job, out: dict[str, np.ndarray], plain: np.ndarray, content: np.ndarray,
+def write_outputs(job: Job, out: dict[str, np.ndarray], controls: portrait.Controls, content: np.ndarray,
                   style: np.ndarray, inputs: Sequence[Path]) -> list[Path]:
   """Saves one pair's image (and mask and sheet when asked); returns the paths.
 
@@ -332,7 +337,7 @@ def write_outputs(job: Job, out: dict[str, np.ndarray], plain: np.ndarray, conte
   if job.mask:
     written.append(save(job.mask, out["mask"]))
   if job.sheet:
-    written.append(save(job.sheet, comparison_sheet(sheet_panels(content, style, out, plain))))
+    written.append(save(job.sheet, comparison_sheet(sheet_panels(content, style, out, controls))))
   return written
 
 
@@ -358,6 +363,13 @@ def run(req: Request, *, log: Callable[[str], None] = _log, progress: bool | Non
   ``progress``: a tqdm bar with ETA on stderr (None: only on a terminal).
   """
   check_request(req)
+  compile_cache.enable(log)
+  from jaxstyle import video   # lazily: video.py builds on this module
+  if any(video.is_video(p) for p in req.content):
+    if len(req.content) != 1 or Path(req.content[0]).is_dir():
+      raise UsageError("give one video as --content (a video is stylised on its own)")
+    return video.run_video(req, Path(req.content[0]), expand_inputs(req.style, "--style"), log=log,
+                           progress=progress)
   content_paths = expand_inputs(req.content, "--content")
   style_paths = expand_inputs(req.style, "--style")
   if req.mask and len(content_paths) != 1:
@@ -374,31 +386,30 @@ def run(req: Request, *, log: Callable[[str], None] = _log, progress: bool | Non
 
   mesh = portrait.data_mesh()
   params = jax.device_put(params, NamedSharding(mesh, P()))
-  controls = req.controls.as_array()
-  make = functools.partial(portrait.make_program, cfg, mesh, feather=req.feather,
-                           keep_color=req.preserve_color)
-  program = make(mode=req.mode, with_mask=user_mask is not None)
-  plain_program = make(mode="plain") if req.sheet and req.mode == "portrait" else None
+  program = portrait.make_program(cfg, mesh, mode=req.mode, feather=req.feather,
+                                  keep_color=req.preserve_color, with_sizes=True,
+                                  with_mask=user_mask is not None)
   per_call = -(-(req.batch_size or mesh.size) // mesh.size) * mesh.size
 
   written: list[Path] = []
   with tqdm(total=len(jobs), unit="pair", disable=None if progress is None else not progress) as bar:
     for ((h, w), (hs, ws)), group in group_jobs(jobs, contents, styles).items():
       batch = min(per_call, -(-len(group) // mesh.size) * mesh.size)
-      log(f"compiling the {req.mode}{' and plain' if plain_program else ''} program for {w}x{h} "
-          f"(style {ws}x{hs}, batch {batch}; first call, can take a minute)")
+      log(f"compiling the {req.mode} program for contents padded to {w}x{h}, styles to {ws}x{hs} "
+          f"(batch {batch}, {len(group)} pair{'s' * (len(group) > 1)}; first call, can take a minute "
+          f"unless cached)")
       for start in range(0, len(group), batch):
         chunk = group[start:start + batch]
-        c = pad_batch(np.stack([contents[j.content] for j in chunk]), batch)
-        s = pad_batch(np.stack([styles[j.style] for j in chunk]), batch)
-        m = None if user_mask is None else np.broadcast_to(user_mask, (batch, h, w))
+        cs, ss = [contents[j.content] for j in chunk], [styles[j.style] for j in chunk]
+        c, s = buckets.pad_items(cs, (h, w), batch), buckets.pad_items(ss, (hs, ws), batch)
+        m = None if user_mask is None else buckets.pad_items([user_mask] * batch, (h, w), batch, "edge")
         with out_of_memory_as_usage_error(f"{w}x{h}", batch):
-          out = stylize_batch(program, mesh, params, c, s, controls, m)
+          out = stylize_batch(program, mesh, params, c, s, req.controls.as_array(), m,
+                              buckets.sizes_of(cs, ss, batch))
           out = {k: np.asarray(v) for k, v in out.items()}
-          plain = (np.asarray(stylize_batch(plain_program, mesh, params, c, s, controls)["image"])
-                   if plain_program else out["image"])
         for i, job in enumerate(chunk):
-          written += write_outputs(job, {k: v[i] for k, v in out.items()}, plain[i],
-                                   contents[job.content], styles[job.style], inputs)
+          crop = functools.partial(buckets.crop, hw=cs[i].shape[:2])
+          written += write_outputs(job, {k: crop(v[i]) for k, v in out.items()}, req.controls,
+                                   cs[i], ss[i], inputs)
         bar.update(len(chunk))
   return written

@@ -39,6 +39,11 @@ def tiny_weights(tmp_path_factory, params):
   return directory
 
 
+@pytest.fixture(autouse=True)
+def no_home_compile_cache(monkeypatch):
+  monkeypatch.setenv("JAXSTYLE_COMPILE_CACHE", "0")   # tests never fill the user's compile cache
+
+
 def write_image(path, wh, seed=0):
   path.parent.mkdir(parents=True, exist_ok=True)
   arr = np.random.default_rng(seed).integers(0, 256, (wh[1], wh[0], 3), dtype=np.uint8)
@@ -119,8 +124,9 @@ def test_run_user_mask_sheet_and_masks(inputs, tiny_weights, tmp_path):
   assert [p.name for p in written] == ["me__starry.png", "me__starry.mask.png", "me__starry.sheet.png",
                                        "me__wave.png", "me__wave.mask.png", "me__wave.sheet.png"]
   assert sorted(os.listdir(out)) == sorted(p.name for p in written)      # no temp files left
-  assert messages == ["compiling the portrait and plain program for 40x48 (style 32x32, batch 1; "
-                      "first call, can take a minute)"]
+  # One program (the sheet's plain panel is the portrait program's background row), padded shapes.
+  assert messages == ["compiling the portrait program for contents padded to 48x48, styles to 32x32 "
+                      "(batch 1, 2 pairs; first call, can take a minute unless cached)"]
   for name in ("me__starry", "me__wave"):
     img = Image.open(out / f"{name}.png")
     assert img.size == CONTENT_WH and img.mode == "RGB"
@@ -128,6 +134,31 @@ def test_run_user_mask_sheet_and_masks(inputs, tiny_weights, tmp_path):
     sheet = Image.open(out / f"{name}.sheet.png")
     assert sheet.height > CONTENT_WH[1] and sheet.width > 5 * CONTENT_WH[0] + STYLE_WH[0]
   assert snapshot(before) == before
+
+
+def test_mixed_sizes_share_one_bucket_and_come_back_at_their_own_size(tiny_weights, tmp_path):
+  photos = [write_image(tmp_path / "in" / f"{i}.png", wh, i) for i, wh in enumerate([(40, 48), (46, 36)])]
+  style = write_image(tmp_path / "s" / "s.png", (24, 40), 5)
+  messages = []
+  req = Request(content=[str(tmp_path / "in")], style=[str(style)], output=str(tmp_path / "out"),
+                weights=str(tiny_weights), size=0, save_mask=True)
+  stylize_files.run(req, log=messages.append, progress=False)
+  assert len(messages) == 1 and "contents padded to 48x48, styles to 48x48" in messages[0], messages
+  for photo, wh in zip(photos, [(40, 48), (46, 36)]):
+    assert Image.open(tmp_path / "out" / f"{photo.stem}__s.png").size == wh
+    assert Image.open(tmp_path / "out" / f"{photo.stem}__s.mask.png").size == wh
+
+
+def test_compile_cache_folder_and_switch(monkeypatch, tmp_path):
+  from jaxstyle import compile_cache
+  monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "c"))
+  monkeypatch.delenv("JAXSTYLE_COMPILE_CACHE")
+  assert compile_cache.cache_dir() == tmp_path / "c" / "xla"        # on by default
+  for off in ("0", "off", "false"):
+    monkeypatch.setenv("JAXSTYLE_COMPILE_CACHE", off)
+    assert compile_cache.cache_dir() is None and compile_cache.enable() is None
+  monkeypatch.setenv("JAXSTYLE_COMPILE_CACHE", str(tmp_path / "elsewhere"))
+  assert compile_cache.cache_dir() == tmp_path / "elsewhere"
 
 
 def cli_env(**extra):
@@ -140,11 +171,13 @@ def test_cli_subprocess_one_pair_to_one_file(inputs, tiny_weights, tmp_path):
   result = tmp_path / "result" / "me.jpg"
   argv = ["--content", content, "--style", styles[0], "--output", result, "--size", "32",
           "--weights", tiny_weights]
+  cache = tmp_path / "xla"
   proc = subprocess.run([sys.executable, "-m", "infer.portrait", *argv], capture_output=True, text=True,
-                        env=cli_env(), cwd=tmp_path, timeout=300)
+                        env=cli_env(JAXSTYLE_COMPILE_CACHE=str(cache)), cwd=tmp_path, timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.split() == [str(result)]
-  assert "compiling the portrait program for 27x32 (style 32x32" in proc.stderr
+  assert "compiling the portrait program for contents padded to 32x32, styles to 32x32" in proc.stderr
+  assert any(cache.iterdir())                               # the program went into the compile cache
   img = Image.open(result)
   assert img.format == "JPEG" and img.size == (27, 32)      # 40x48 with the longest side 32
 

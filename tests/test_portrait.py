@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import portrait
+from jaxstyle import buckets, portrait
 
 CFG = portrait.MODEL_CONFIGS["tiny"]
 
@@ -119,3 +119,43 @@ def test_identity_transfer_is_computed_only_when_some_alpha_is_below_one(setup):
   plain = run(setup, portrait.Controls(), mode="plain")["image"]
   half = run(setup, portrait.Controls(alpha_background=0.5), mode="plain")["image"]
   assert float(jnp.abs(plain - half).max()) > 1e-3
+
+
+def test_gaussian_blur_of_a_padded_item_equals_its_own_size():
+  rng = np.random.default_rng(1)
+  small = rng.random((1, 13, 17)).astype(np.float32)
+  padded = np.pad(small, ((0, 0), (0, 11), (0, 7)), constant_values=1.0)
+  want = portrait.gaussian_blur(jnp.asarray(small), 1.7)
+  got = portrait.gaussian_blur(jnp.asarray(padded), jnp.asarray([1.7]), jnp.asarray([[13, 17]]), max_sigma=3.0)
+  np.testing.assert_allclose(got[:, :13, :17], want, rtol=1e-5, atol=1e-6)
+
+
+# A bucket-padded pair against the same pair at its own shape, inside the crop, with the shipped weights
+# (plain mode: encoder, transform, decoder). SANet's statistics and keys are exact (test_sanet.py); what
+# differs is VGG's receptive field across the valid border (reflected pixels instead of each conv's own
+# padding), which moves content features and style keys near the border, and SANet's attention is
+# sharp. At 256 px the same pair differs by 0.043 (mean |Δ| on [0, 1]) padded, while merely resizing the
+# style 2 px smaller moves it by 0.071 (README). At this test's 100 px the border is a larger share:
+# measured 0.124 (0.144 with padding used as keys).
+PADDED_MEAN_TOL = 0.14
+
+
+def test_padded_pair_matches_its_own_shape_inside_the_crop():
+  from jaxstyle import image_io, stylize_files, weights
+  try:
+    params, cfg = stylize_files.load_model(stylize_files.DEFAULT_WEIGHTS, mode="plain")
+  except weights.WeightsError as e:
+    pytest.skip(f"shipped weights not usable here: {e}")
+  root = stylize_files.DEFAULT_WEIGHTS.parent / "examples"
+  c = image_io.load_image(root / "content" / "grace_hopper.jpg", 100)      # 100x85 → bucket 112x96
+  s = image_io.load_image(root / "styles" / "great_wave.jpg", 96)          # 96x60 → bucket 96x96
+  hw_c, hw_s = buckets.content_bucket(c.shape[:2]), buckets.style_bucket(s.shape[:2])
+  assert hw_c != c.shape[:2] and hw_s != s.shape[:2]
+  controls = jnp.asarray(portrait.Controls().as_array())
+  run = jax.jit(lambda c, s, z: portrait.stylize(params, c, s, controls, sizes=z, cfg=cfg, mode="plain"))
+  want = np.asarray(run(c[None], s[None], None)["image"])[0]
+  padded = buckets.pad_items([c], hw_c, 1), buckets.pad_items([s], hw_s, 1)
+  got = np.asarray(run(*padded, buckets.sizes_of([c], [s], 1))["image"])[0]
+  assert got.shape == (*hw_c, 3)
+  diff = np.abs(buckets.crop(got, c.shape[:2]) - want).mean()
+  assert diff < PADDED_MEAN_TOL, diff

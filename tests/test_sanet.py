@@ -67,3 +67,31 @@ def test_transform_param_count_pinned():
                           jnp.ones((1, 2)))
   # 2 SANets × 4 1×1 convs (512² + 512) + 3×3 merge conv (9·512² + 512).
   assert sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes)) == 4_461_056
+
+
+def test_masked_mean_std_equals_unpadded():
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(2, 6, 9, 4)).astype(np.float32)
+  padded = np.pad(x, ((0, 0), (0, 3), (0, 2), (0, 0)), constant_values=50.0)
+  mask = np.zeros(padded.shape[:3], bool)
+  mask[:, :6, :9] = True
+  for got, want in zip(sanet.mean_std(jnp.asarray(padded), jnp.asarray(mask)), sanet.mean_std(jnp.asarray(x))):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_sanet_with_padded_inputs_equals_unpadded_inside_the_valid_part():
+  """Padding (here large junk values) never acts as a key nor enters SANet's statistics."""
+  rng = np.random.default_rng(3)
+  c = rng.normal(size=(2, 5, 7, 8)).astype(np.float32)
+  s = rng.normal(size=(2, 6, 3, 8)).astype(np.float32)
+  junk = lambda x, hw: np.pad(x, ((0, 0), (0, hw[0] - x.shape[1]), (0, hw[1] - x.shape[2]), (0, 0)),
+                              constant_values=30.0)
+  valid = lambda x, hw: np.broadcast_to((np.arange(hw[0])[:, None] < x.shape[1])
+                                        & (np.arange(hw[1])[None] < x.shape[2]), (x.shape[0], *hw))
+  m = sanet.SANet(channels=8, chunk=16)
+  variables = m.init(jax.random.key(0), c, s)
+  want = m.apply(variables, c, s)
+  got = m.apply(variables, junk(c, (8, 8)), junk(s, (8, 8)), valid(c, (8, 8)), valid(s, (8, 8)))
+  np.testing.assert_allclose(got[:, :5, :7], want, rtol=1e-5, atol=1e-5)
+  unmasked = m.apply(variables, junk(c, (8, 8)), junk(s, (8, 8)))
+  assert float(jnp.abs(unmasked[:, :5, :7] - want).max()) > 1e-2     # without masks it would differ

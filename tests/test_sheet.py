@@ -67,3 +67,17 @@ def test_height_override_and_errors():
     comparison_sheet([])
   with pytest.raises(ValueError, match="shape"):
     comparison_sheet([("bad", np.zeros((4, 4, 2)))])
+
+
+def test_plain_panel_is_the_background_row_and_says_so():
+  from jaxstyle.portrait import Controls
+  from jaxstyle.sheet import sheet_panels
+  out = {k: np.full((H, W, 3), v, np.float32) for k, v in
+         (("image", 0.1), ("background", 0.2), ("person", 0.3))}
+  out["mask"] = np.zeros((H, W), np.float32)
+  panel = lambda c: sheet_panels("c", "s", out, c)[2]
+  assert panel(Controls())[0] == "plain transfer" and panel(Controls())[1] is out["background"]
+  custom = panel(Controls(alpha_background=0.5, w2_background=0.3))
+  assert custom[0] == "background W=(1, 0.3) α=0.5" and custom[1] is out["background"]
+  plain = sheet_panels("c", "s", {"image": out["image"]}, Controls())
+  assert [label for label, _ in plain] == ["content", "style", "transfer"]
