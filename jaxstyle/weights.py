@@ -135,7 +135,15 @@ def _exchange(a: Path, b: Path) -> bool:
 def _remove_stale_siblings(directory: Path) -> None:
   """Temporary folders a killed writer left (only writers holding the parent lock make them)."""
   for stale in directory.parent.glob(f".{directory.name}.new-*"):
-    shutil.rmtree(stale, ignore_errors=True)
+    _remove(stale)
+
+
+def _remove(path: Path) -> None:
+  """Deletes a folder, or what the exchange moved out of ``directory``'s place: a link or a file."""
+  if path.is_symlink() or path.is_file():
+    path.unlink()
+  elif path.exists():
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def replace_folder(directory: str | os.PathLike, fill: Callable[[Path], Any]) -> Any:
@@ -159,10 +167,7 @@ def replace_folder(directory: str | os.PathLike, fill: Callable[[Path], Any]) ->
         os.rename(new, directory)
         new = old
     finally:
-      if new.is_symlink():   # ``directory`` was a link: the exchange moved the link itself here
-        new.unlink()
-      elif new.exists():
-        shutil.rmtree(new, ignore_errors=True)
+      _remove(new)
   return result
 
 

@@ -245,3 +245,10 @@ def test_save_over_a_symlinked_folder(tmp_path):
   assert weights.check_folder(tmp_path / "link")["meta"] == {"v": 1}
   assert weights.check_folder(real)["meta"] == {"v": 0}        # the link's target is left alone
   assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_save_over_a_file(tmp_path):
+  (tmp_path / "w").write_text("a file where the folder goes")
+  weights.save(tmp_path / "w", PARAMS, "tiny")
+  weights.check_folder(tmp_path / "w")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
