@@ -172,6 +172,26 @@ def test_non_finite_output_is_not_written(images, params, tmp_path, capsys):
 # --- tracebacks only on request ------------------------------------------------------------------
 
 
+def raiser(e):
+  def main():
+    raise e
+  return main
+
+
+@pytest.mark.parametrize("error,status,words", [
+    (ValueError("bad\nvalue"), 2, "error: bad value"),
+    (MemoryError(), 2, "error: out of memory (MemoryError)"),
+    (KeyError("internal"), 1, "error: unexpected KeyError: 'internal' (rerun with --debug"),
+])
+def test_cli_run_ends_with_one_line(capsys, error, status, words):
+  assert cli.run(raiser(error), (ValueError, MemoryError), debug=False) == status
+  err = capsys.readouterr().err
+  assert err.startswith(words) and err.count("\n") == 1, err
+  assert cli.run(raiser(error), (ValueError, MemoryError), debug=True) == status
+  err = capsys.readouterr().err
+  assert err.startswith("Traceback") and err.splitlines()[-1].startswith(words.split(" (rerun")[0])
+
+
 def test_debug_flag_adds_the_traceback(images, tmp_path, capsys):
   argv = ["--content", images / "me.png", "--style", images / "style.png", "--size", "100000"]
   code, err = infer([*argv, "--debug"], capsys)
