@@ -133,9 +133,16 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _remove_stale_siblings(directory: Path) -> None:
-  """Temporary folders a killed writer left (only writers holding the parent lock make them)."""
+  """What a killed writer left (only writers holding the parent lock make these): unfinished new
+  folders are removed; an old folder moved aside is put back when nothing replaced it."""
   for stale in directory.parent.glob(f".{directory.name}.new-*"):
     _remove(stale)
+  old = directory.parent / f".{directory.name}.old"
+  if old.exists() or old.is_symlink():
+    if directory.exists() or directory.is_symlink():
+      _remove(old)
+    else:
+      os.rename(old, directory)
 
 
 def _remove(path: Path) -> None:
@@ -160,10 +167,10 @@ def replace_folder(directory: str | os.PathLike, fill: Callable[[Path], Any]) ->
       if not directory.exists():
         os.rename(new, directory)
       elif not _exchange(new, directory):
-        # No atomic exchange (another OS or file system): two renames, the old folder kept until the
-        # new one is in place. A kill between them leaves the old one as .NAME.new-*.
-        old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.new-"))
-        os.rename(directory, old / directory.name)
+        # No atomic exchange (another OS or file system): two renames. A kill between them leaves
+        # only .NAME.old, which the next writer puts back (``_remove_stale_siblings``).
+        old = directory.parent / f".{directory.name}.old"
+        os.rename(directory, old)
         os.rename(new, directory)
         new = old
     finally:

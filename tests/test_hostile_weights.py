@@ -252,3 +252,18 @@ def test_save_over_a_file(tmp_path):
   weights.save(tmp_path / "w", PARAMS, "tiny")
   weights.check_folder(tmp_path / "w")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
+
+
+def test_without_an_atomic_exchange_a_kill_between_renames_keeps_the_old_folder(tmp_path, monkeypatch):
+  """Other systems take two renames; a writer killed between them (the old folder moved aside, the new
+  one not yet in place) is undone by the next writer, which finds the old folder first."""
+  monkeypatch.setattr(weights, "_exchange", lambda a, b: False)
+  directory = tmp_path / "w"
+  weights.save(directory, PARAMS, "tiny", meta={"v": 0})
+  weights.save(directory, PARAMS, "tiny", meta={"v": 1})        # the two-rename path
+  assert weights.check_folder(directory)["meta"] == {"v": 1}
+  os.rename(directory, tmp_path / ".w.old")                      # killed between the renames
+  (tmp_path / ".w.new-x").mkdir()
+  manifest = weights.update(directory, {}, "tiny", meta={"v2": 2})
+  assert manifest["meta"] == {"v": 1, "v2": 2}                   # built on the old folder, put back
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
