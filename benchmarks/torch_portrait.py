@@ -1,9 +1,17 @@
-"""PyTorch eager reference of the portrait program (``jaxstyle.portrait.stylize``), for benchmarks only.
+"""PyTorch peer of the portrait program (``jaxstyle.portrait.stylize``), for benchmarks only.
 
 The same graph as the JAX program, written the way a PyTorch user would: NCHW, ``nn.Conv2d`` with
 explicit padding, ``max_pool2d(return_indices=True)`` / ``max_unpool2d`` for SegNet, ``torch.bmm`` +
-softmax attention as in the published SANet code. Weights are copied from a jaxstyle params tree, so
-``check`` can confirm that both programs compute the same image before their speed is compared.
+softmax attention as in the published SANet code (or ``scaled_dot_product_attention``, ``attention=
+"sdpa"``). Weights are copied from a jaxstyle params tree, so ``max_abs_errors`` can confirm that both
+programs compute the same image before their speed is compared.
+
+``Portrait(..., mode="plain")`` is the plain program (background only, no SegNet); ``identity=False``
+drops SANet's identity transfer T(c, c), as the JAX program skips it when every α is 1
+(``needs_identity``). ``Portrait(...).to(device, dtype)`` and ``channels_last`` memory format run it as
+a GPU user would (``benchmarks/gpu_side_by_side.py``, eager and under ``torch.compile``): convolutions
+and attention in ``dtype``, the input convention, feature statistics, sigmoid, blur and blend in float32,
+as in the JAX program.
 
 Only the ``"shared"`` SegNet (no batch norm, no second encoder) is implemented: it is what the
 ``"default"`` and ``"tiny"`` model configs use.
@@ -23,6 +31,10 @@ from jaxstyle import segnet as segnet_lib
 from jaxstyle import vgg as vgg_lib
 
 EPS = 1e-5
+
+
+def _dtype(module: nn.Module) -> torch.dtype:
+  return next(module.parameters()).dtype
 
 
 def _conv_from(params: dict, pad: str) -> "PaddedConv":
@@ -63,7 +75,7 @@ class VGGEncoder(nn.Module):
     self.register_buffer("mean", torch.tensor(vgg_lib.CAFFE_MEAN_BGR).view(1, 3, 1, 1))
 
   def forward(self, x):
-    x = x.flip(1) * 255.0 - self.mean
+    x = (x.float().flip(1) * 255.0 - self.mean.float()).to(_dtype(self))
     out = {}
     for b, block in enumerate(self.blocks, start=1):
       if b > 1:
@@ -78,17 +90,24 @@ class VGGEncoder(nn.Module):
 
 
 def mean_variance_norm(x):
+  """Per-channel spatial normalisation (unbiased variance), statistics in float32."""
   n, c = x.shape[:2]
-  flat = x.view(n, c, -1)
+  flat = x.float().reshape(n, c, -1)
   std = (flat.var(dim=2) + EPS).sqrt().view(n, c, 1, 1)
-  return (x - flat.mean(dim=2).view(n, c, 1, 1)) / std
+  return ((x.float() - flat.mean(dim=2).view(n, c, 1, 1)) / std).to(x.dtype)
+
+
+ATTENTIONS = ("bmm", "sdpa")
 
 
 class SANet(nn.Module):
-  """Published SANet: ``out_conv(H · softmax(Fᵀ G)ᵀ) + content`` with ``torch.bmm``."""
+  """Published SANet: ``out_conv(H · softmax(Fᵀ G)ᵀ) + content`` with ``torch.bmm`` (or one-head SDPA)."""
 
-  def __init__(self, params: dict):
+  def __init__(self, params: dict, attention: str = "bmm"):
     super().__init__()
+    if attention not in ATTENTIONS:
+      raise ValueError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
+    self.attention = attention
     self.f, self.g, self.h, self.out_conv = (_conv_from(params[k], "zero") for k in ("f", "g", "h", "out_conv"))
 
   def forward(self, content, style):
@@ -96,18 +115,23 @@ class SANet(nn.Module):
     g = self.g(mean_variance_norm(style))
     h = self.h(style)
     b, c, hc, wc = f.shape
-    s = torch.softmax(torch.bmm(f.view(b, c, -1).permute(0, 2, 1), g.view(b, c, -1)), dim=-1)
-    o = torch.bmm(h.view(b, c, -1), s.permute(0, 2, 1)).view(b, c, hc, wc)
+    if self.attention == "sdpa":   # queries F, keys G, values H as [B, 1 head, N, C], scale 1
+      tokens = lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], 1, -1, c)   # a view if channels_last
+      o = F.scaled_dot_product_attention(tokens(f), tokens(g), tokens(h), scale=1.0)
+      o = o.reshape(b, hc, wc, c).permute(0, 3, 1, 2)
+    else:
+      s = torch.softmax(torch.bmm(f.reshape(b, c, -1).permute(0, 2, 1), g.reshape(b, c, -1)), dim=-1)
+      o = torch.bmm(h.reshape(b, c, -1), s.permute(0, 2, 1)).view(b, c, hc, wc)
     return self.out_conv(o) + content
 
 
 class Transform(nn.Module):
   """``attend``: both SANets once; ``merge``: the merge conv over R weighted mixes (regions on the batch)."""
 
-  def __init__(self, params: dict):
+  def __init__(self, params: dict, attention: str = "bmm"):
     super().__init__()
-    self.sanet4_1 = SANet(params["sanet4_1"])
-    self.sanet5_1 = SANet(params["sanet5_1"])
+    self.sanet4_1 = SANet(params["sanet4_1"], attention)
+    self.sanet5_1 = SANet(params["sanet5_1"], attention)
     self.merge_conv = _conv_from(params["merge_conv"], "reflect")
 
   def attend(self, c4, s4, c5, s5):
@@ -122,6 +146,7 @@ class Transform(nn.Module):
 
 def weigh(o4, o5, weights):
   """``W1·o4 + W2·o5`` per row of ``weights [R, 2]``: ``[R, B, C, h, w]``."""
+  weights = weights.to(o4.dtype)
   return weights[:, 0, None, None, None, None] * o4 + weights[:, 1, None, None, None, None] * o5
 
 
@@ -141,8 +166,31 @@ class Decoder(nn.Module):
     return x[:, :, :out_hw[0], :out_hw[1]]
 
 
+class SkipFusion(nn.Module):
+  """``x + Dense(LayerNorm(skip))`` per pixel (``segnet.SkipFusion``); the norm in float32."""
+
+  LAYER_NORM_EPS = 1e-6                  # flax.linen.LayerNorm's default
+
+  def __init__(self, params: dict):
+    super().__init__()
+    kernel = np.asarray(params["proj"]["kernel"])          # [C_skip, C_x]
+    self.norm = nn.LayerNorm(kernel.shape[0], eps=self.LAYER_NORM_EPS)
+    self.proj = nn.Linear(*kernel.shape)
+    with torch.no_grad():
+      self.norm.weight.copy_(torch.from_numpy(np.asarray(params["norm"]["scale"]).copy()))
+      self.norm.bias.copy_(torch.from_numpy(np.asarray(params["norm"]["bias"]).copy()))
+      self.proj.weight.copy_(torch.from_numpy(kernel.T.copy()))
+      self.proj.bias.copy_(torch.from_numpy(np.asarray(params["proj"]["bias"]).copy()))
+
+  def forward(self, x, skip):
+    skip = F.layer_norm(skip.float().permute(0, 2, 3, 1), self.norm.normalized_shape,
+                        self.norm.weight.float(), self.norm.bias.float(), self.norm.eps)
+    return x + self.proj(skip.to(x.dtype)).permute(0, 3, 1, 2)
+
+
 class SegNetDecoder(nn.Module):
-  """The ``"shared"`` SegNet decoder: ``max_unpool2d`` with the content encoder's pool indices."""
+  """The ``"shared"`` SegNet decoder: ``max_unpool2d`` with the content encoder's pool indices, and the
+  encoder skip fusions of configurations that have them (``SegNetConfig.skips``)."""
 
   def __init__(self, params: dict, config: segnet_lib.SegNetConfig):
     super().__init__()
@@ -151,12 +199,16 @@ class SegNetDecoder(nn.Module):
     self.config = config
     self.convs = nn.ModuleDict({f"unpool{level}_conv{i + 1}": _conv_from(params[f"unpool{level}_conv{i + 1}"], "zero")
                                 for level, widths in config.stages for i in range(len(widths))})
+    self.skips = dict(getattr(config, "skips", ()))
+    self.fusions = nn.ModuleDict({f"skip{level}": SkipFusion(params[f"skip{level}"]) for level in self.skips})
 
   def forward(self, feats):
     x = feats[self.config.start]
     n_stages = len(self.config.stages)
     for s, (level, widths) in enumerate(self.config.stages):
       x = F.max_unpool2d(x, feats[f"pool{level}_indices"], 2, 2, output_size=feats[f"pool{level}_size"])
+      if level in self.skips:
+        x = self.fusions[f"skip{level}"](x, feats[self.skips[level]])
       for i in range(len(widths)):
         x = self.convs[f"unpool{level}_conv{i + 1}"](x)
         if not (s == n_stages - 1 and i == len(widths) - 1):
@@ -170,44 +222,65 @@ def gaussian_blur(x, sigma: float):
   if radius < 1:
     return x
   taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-  taps = torch.tensor(taps / taps.sum(), dtype=x.dtype)
+  taps = torch.tensor(taps / taps.sum(), dtype=x.dtype, device=x.device)
   x = F.pad(x[:, None], (radius,) * 4, mode="replicate")
   x = F.conv2d(x, taps.view(1, 1, -1, 1))
   x = F.conv2d(x, taps.view(1, 1, 1, -1))
   return x[:, 0]
 
 
+MODES = ("portrait", "plain")
+
+
+def needs_identity(controls, mode: str = "portrait") -> bool:
+  """Whether some region the program uses has α < 1 (else the JAX program skips T(c, c))."""
+  regions = np.asarray(controls)[:2 if mode == "portrait" else 1]
+  return bool((regions[:, 2] != 1).any())
+
+
 class Portrait(nn.Module):
   """The portrait program: shared content VGG pass, SegNet mask, both regions decoded as one batch.
 
-    α mixes each region's stylised features toward the identity transfer T(c, c) before the merge conv,
-    as ``jaxstyle.portrait.stylize`` does.
-    """
+  α mixes each region's stylised features toward the identity transfer T(c, c) before the merge conv,
+  as ``jaxstyle.portrait.stylize`` does; ``identity=False`` leaves it out (exact when every α is 1).
+  ``mode="plain"``: the background region only, no SegNet (``stylize(..., mode="plain")``).
+  """
 
-  def __init__(self, params: dict, cfg: portrait_lib.ModelConfig, feather: float = 0.01):
+  def __init__(self, params: dict, cfg: portrait_lib.ModelConfig, feather: float = 0.01, *,
+               mode: str = "portrait", identity: bool = True, attention: str = "bmm"):
     super().__init__()
+    if mode not in MODES:
+      raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if cfg.segnet not in segnet_lib.SEGNET_CONFIGS or segnet_lib.SEGNET_CONFIGS[cfg.segnet].encoder != "shared":
       raise NotImplementedError("the benchmark reference implements the 'shared' SegNet only")
     to_np = lambda tree: {k: to_np(v) if isinstance(v, dict) else np.asarray(v) for k, v in tree.items()}
     p = to_np(params)
+    self.mode, self.identity = mode, identity
     self.encoder = VGGEncoder(p["encoder"]["params"], cfg.encoder_blocks, cfg.preprocess)
-    self.transform = Transform(p["transform"]["params"])
+    self.transform = Transform(p["transform"]["params"], attention)
     self.decoder = Decoder(p["decoder"]["params"], cfg.decoder_layers)
-    self.segnet = SegNetDecoder(p["segnet"]["params"], segnet_lib.SEGNET_CONFIGS[cfg.segnet])
+    if mode == "portrait":
+      self.segnet = SegNetDecoder(p["segnet"]["params"], segnet_lib.SEGNET_CONFIGS[cfg.segnet])
     self.feather = feather
 
   def forward(self, content, style, controls):
     """NCHW ``content``/``style`` in [0, 1], ``controls`` as ``Controls.as_array()`` → dict like JAX's."""
     hw = content.shape[2:]
+    regions = 2 if self.mode == "portrait" else 1
+    controls = controls[:regions].float()
     cf, sf = self.encoder(content), self.encoder(style)
     c4, c5 = cf["relu4_1"], cf["relu5_1"]
-    stylised = weigh(*self.transform.attend(c4, sf["relu4_1"], c5, sf["relu5_1"]), controls[:, :2])
-    identity = weigh(*self.transform.attend(c4, c4, c5, c5), torch.ones(1, 2))   # T(c, c)
-    alpha = controls[:, 2, None, None, None, None]
-    t = self.transform.merge(alpha * stylised + (1 - alpha) * identity)
-    images = self.decoder(t.reshape(-1, *t.shape[2:]), hw).clamp(0, 1)
-    images = images.view(2, -1, *images.shape[1:])
-    mask = gaussian_blur(torch.sigmoid(self.segnet(cf)), self.feather * max(hw))
+    mixed = weigh(*self.transform.attend(c4, sf["relu4_1"], c5, sf["relu5_1"]), controls[:, :2])
+    if self.identity:
+      identity = weigh(*self.transform.attend(c4, c4, c5, c5), torch.ones_like(controls[:1, :2]))  # T(c, c)
+      alpha = controls[:, 2, None, None, None, None].to(mixed.dtype)
+      mixed = alpha * mixed + (1 - alpha) * identity
+    t = self.transform.merge(mixed)
+    images = self.decoder(t.reshape(-1, *t.shape[2:]), hw).float().clamp(0, 1)
+    images = images.view(regions, -1, *images.shape[1:])
+    if self.mode == "plain":
+      return {"image": images[0]}
+    mask = gaussian_blur(torch.sigmoid(self.segnet(cf).float()), self.feather * max(hw))
     image = mask[:, None] * images[1] + (1 - mask[:, None]) * images[0]
     return {"image": image, "mask": mask, "background": images[0], "person": images[1]}
 
@@ -231,7 +304,7 @@ def max_abs_errors(jax_out: dict, torch_out: dict) -> dict[str, float]:
   """Max |JAX − torch| of every output (images compared in NHWC)."""
   errs = {}
   for k, v in torch_out.items():
-    t = v.detach().numpy()
+    t = v.detach().float().cpu().numpy()
     if t.ndim == 4:
       t = t.transpose(0, 2, 3, 1)
     errs[k] = float(np.abs(np.asarray(jax_out[k], np.float32) - t).max())
