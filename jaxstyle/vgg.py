@@ -60,8 +60,9 @@ def _pool_padding(hw: Sequence[int]) -> tuple[tuple[int, int], ...]:
 
 def max_pool(x: jax.Array) -> jax.Array:
   """2×2 stride-2 max-pool of NHWC ``x``, ceil mode: one ``reduce_window``, no indices."""
-  neg_inf = jnp.asarray(-jnp.inf, x.dtype)
-  return jax.lax.reduce_window(x, neg_inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
+  # A Python -inf init makes JAX emit its differentiable reduce_window_max (SANet's losses backpropagate
+  # through the encoder); an array init gives a generic reduce_window that has no transpose rule.
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
                                _pool_padding(x.shape[1:3]))
 
 
