@@ -21,7 +21,7 @@
 # (13 portraits and 4 paintings held out), continued at step 10,730, 3 steps (compile 124 s), exported,
 # card row "| 2026-11-29 | 1× cpu (cpu) | 3 | 6 | 322 s | 10,733 | 171,686 | 852 s |", 322 s in all
 # (again on commit 9343dfe: the same loss, 157.2 at step 10,733, in 89 s). Both runs needed VGG's max-pool
-# to take a Python -inf as reduce_window's init (a jnp array there breaks its gradient on JAX 0.10).
+# to take a Python -inf as reduce_window's init, as it does since commit 9c7dfbe.
 # The data: content = shared photos + portraits, style = paintings, packed to a 288 px shorter side
 # (~11 MB); the quality harness's held-out images are excluded by the config (by file stem).
 set -u
