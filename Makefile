@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 OUT ?= out/demo
+WEIGHTS ?= weights
+DEMO_SIZE ?= 256
 
 .PHONY: setup setup-test demo test bench clean
 
@@ -25,9 +27,18 @@ setup: $(VENV)/.base
 setup-test: $(VENV)/.test
 	$(PY) -m jaxstyle.pretrained fetch
 
-demo: setup
+# Images, then a 12-frame clip panning over the public-domain astronaut photo, stylised as a video.
+# Compiled programs persist in ~/.cache/jaxstyle/xla, so a second `make demo` does not compile.
+DEMO_CLIP := $(OUT)/clip/astronaut_pan.mp4
+
+demo: setup $(DEMO_CLIP)
 	$(PY) -m infer.portrait --content examples/content --style examples/styles --output $(OUT) \
-	  --size 512 --sheet $(OUT)/sheets --save-mask $(OUT)/masks
+	  --size $(DEMO_SIZE) --sheet $(OUT)/sheets --save-mask $(OUT)/masks --weights $(WEIGHTS)
+	$(PY) -m infer.portrait --content $(DEMO_CLIP) --style examples/styles/great_wave.jpg --size 0 \
+	  --output $(OUT)/clip/astronaut_pan__great_wave.mp4 --weights $(WEIGHTS)
+
+$(DEMO_CLIP): examples/content/astronaut.jpg | setup
+	$(PY) -m jaxstyle.video pan $< $@ --frames 12 --width 96 --height 128 --rate 12
 
 test: setup-test
 	$(PY) -m pytest -n 2 -q tests

@@ -5,7 +5,7 @@
     audio packets ─────────────────────────────────────────────────────────────────── copied as they are
 
 - Frames are resized to ``--size`` on their longer side (sides rounded down to even: H.264's 4:2:0 needs
-  it) and stylised in batches of the device count (or ``--batch-size``), the last batch padded by
+  it), the style to the frames' longer side (also with ``--size 0``), and stylised in batches of the device count (or ``--batch-size``), the last batch padded by
   repeating its last frame, so one clip compiles one program. Every frame has one shape, so no shape
   bucket is needed: frames run at their exact size.
 - The output has the input's frame count and frame rate (constant: the stream's average rate); audio is
@@ -340,7 +340,8 @@ def run_video(req, content: Path, styles: Sequence[Path], *, log: Callable[[str]
                                   keep_color=req.preserve_color)
   batch = -(-(req.batch_size or mesh.size) // mesh.size) * mesh.size
   for style_path, path in zip(styles, outputs):
-    style = image_io.load_image(style_path, req.size or None)
+    # The style at the frames' scale (also with --size 0): it is encoded again with every batch.
+    style = image_io.load_image(style_path, req.size or max(hw))
     log(f"compiling the {req.mode} program for {hw[1]}x{hw[0]} frames (style {style.shape[1]}x"
         f"{style.shape[0]}, batch {batch}; first call, can take a minute unless cached); "
         f"{info.frames or 'unknown number of'} frames at {float(info.rate):.3g} fps")

@@ -124,7 +124,7 @@ def main():
                      "person_edge_corr": edge_correlation(content, img, person),
                      "background_edge_corr": edge_correlation(content, img, ~person),
                      "background_palette_overlap": palette_overlap(img[~person], style)})
-      panels = stylize_files.sheet_panels(content, style, out, plain)
+      panels = sheet.sheet_panels(content, style, out, portrait.Controls())   # plain panel = background row
       folder = public_dir if name in PUBLIC_DOMAIN_PORTRAITS else private_dir
       image_io.save_image_atomic(folder / f"{Path(name).stem}__{Path(style_name).stem}.jpg",
                                  sheet.comparison_sheet(panels))

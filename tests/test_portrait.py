@@ -134,8 +134,8 @@ def test_gaussian_blur_of_a_padded_item_equals_its_own_size():
 # (plain mode: encoder, transform, decoder). SANet's statistics and keys are exact (test_sanet.py); what
 # differs is VGG's receptive field across the valid border (reflected pixels instead of each conv's own
 # padding), which moves content features and style keys near the border, and SANet's attention is
-# sharp. At 256 px the same pair differs by 0.043 (mean |Δ| on [0, 1]) padded, while merely resizing the
-# style 2 px smaller moves it by 0.071 (README). At this test's 100 px the border is a larger share:
+# sharp. At 256 px a padded pair's plain background differs by 0.068 (mean |Δ| on [0, 1]), while merely
+# resizing the style 2 px smaller moves it by 0.071 (README). At this test's 100 px the border is a larger share:
 # measured 0.124 (0.144 with padding used as keys).
 PADDED_MEAN_TOL = 0.14
 
