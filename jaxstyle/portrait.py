@@ -17,7 +17,10 @@ published (one region, no mask; W = (1, 1), α = 1 reproduces the published forw
 ``stylize`` is the composition of small pure steps, each lowered on its own by
 ``benchmarks/flop_breakdown.py``: ``encode`` → ``attend`` and ``identity_transfer`` → ``mix`` →
 ``decode``; ``person_logits`` → ``blend``. Numeric controls (W1, W2, α per region) are traced
-arguments, so changing them never recompiles; the program compiles once per (shape, mode).
+arguments, so changing them never recompiles; the program compiles once per (shape, mode). Inputs
+padded into a shape bucket (``buckets.py``) pass their valid sizes (``stylize(sizes=...)``): SANet's
+statistics and attention keys then come from valid positions only and the mask is feathered at the
+valid size, so one program serves every picture of a bucket.
 """
 from __future__ import annotations
 
