@@ -8,8 +8,8 @@ Inputs are NHWC RGB images in [0, 1]; the network applies its own input conventi
 - ``"normalised"``: AdaIN/SANet's ``vgg_normalised.pth``: a leading learnt 1×1 conv (``conv0``) takes the
   [0, 1] RGB input; reflection padding.
 
-Max-pools are 2×2/2 with ``ceil_mode`` (odd sizes round up, as the SANet encoder does): a
-``reduce_window``, plus, as a separate compare-and-select, their argmax positions (0..3 within each
+Max-pools are 2×2/2 with ``ceil_mode`` (odd sizes round up, as the SANet encoder does): the max of the
+four window views, plus, as a separate compare-and-select, their argmax positions (0..3 within each
 window, first max on ties), which SegNet's decoder unpools with. The forward pass returns every
 intermediate ``relu{block}_{i}``, ``pool{block}`` and ``pool{block}_indices``; XLA removes the unused
 ones, so a program without SegNet (plain mode, the style image) computes no indices at all.
@@ -58,12 +58,23 @@ def _pool_padding(hw: Sequence[int]) -> tuple[tuple[int, int], ...]:
   return ((0, 0), (0, hw[0] % 2), (0, hw[1] % 2), (0, 0))
 
 
+def _window_views(x: jax.Array) -> tuple[jax.Array, ...]:
+  """The four pixels of every 2×2 window of NHWC ``x`` in raster order, odd sides padded with -inf."""
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    x = jnp.pad(x, _pool_padding(x.shape[1:3]), constant_values=-jnp.inf)
+  return x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]
+
+
 def max_pool(x: jax.Array) -> jax.Array:
-  """2×2 stride-2 max-pool of NHWC ``x``, ceil mode: one ``reduce_window``, no indices."""
-  # A Python -inf init makes JAX emit its differentiable reduce_window_max (SANet's losses backpropagate
-  # through the encoder); an array init gives a generic reduce_window that has no transpose rule.
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
-                               _pool_padding(x.shape[1:3]))
+  """2×2 stride-2 max-pool of NHWC ``x``, ceil mode, no indices: the elementwise max of the window views.
+
+  One fused loop and differentiable (SANet's losses backpropagate through the encoder). Not
+  ``lax.reduce_window``: XLA:CPU runs that as a loop of its own, and it changed how the rest of the
+  program compiled — the plain program at 512² took 17% longer and its image moved by 2e-4, where this
+  form is bit-identical to the previous pool (docs/scaling.md §2, item 8).
+  """
+  a, b, c, d = _window_views(x)
+  return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
 
 
 def max_pool_indices(x: jax.Array, pooled: jax.Array) -> jax.Array:
@@ -74,9 +85,7 @@ def max_pool_indices(x: jax.Array, pooled: jax.Array) -> jax.Array:
   Only SegNet's decoder reads the result; where nothing does (plain mode, the style image), XLA
   removes it.
   """
-  if x.shape[1] % 2 or x.shape[2] % 2:
-    x = jnp.pad(x, _pool_padding(x.shape[1:3]), constant_values=-jnp.inf)
-  views = (x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2])
+  views = _window_views(x)
   indices = jnp.full(pooled.shape, 3, jnp.int8)
   for k in (2, 1, 0):                   # the earliest equal position is selected last: first max wins
     indices = jnp.where(views[k] == pooled, jnp.int8(k), indices)
