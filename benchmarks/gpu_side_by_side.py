@@ -274,8 +274,12 @@ def main(argv=None) -> list[Row]:
   params = jax.device_put(scaling.random_params(portrait.MODEL_CONFIGS[args.model]), device)
   rows = []
   for mode in args.programs:
-    rows.append(bench_program(args, mode, torch_side, params, device,
-                              progress=lambda row: write_csv(out, rows + [row])))
+    try:
+      rows.append(bench_program(args, mode, torch_side, params, device,
+                                progress=lambda row: write_csv(out, rows + [row])))
+    except Exception as e:  # pylint: disable=broad-except  (e.g. out of memory: report, go on)
+      print(f"  {mode}: failed: {type(e).__name__}: {' '.join(str(e).split())[:400]}", flush=True)
+      continue
     write_csv(out, rows)
   print()
   print(markdown(rows))

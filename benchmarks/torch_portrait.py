@@ -188,9 +188,48 @@ class SkipFusion(nn.Module):
     return x + self.proj(skip.to(x.dtype)).permute(0, 3, 1, 2)
 
 
+def grid_means(x, grid: int):
+  """Means of NCHW ``x`` over a ``grid``×``grid`` partition of H, W with ``segnet.grid_means``'s cells."""
+  def cells(n):
+    edges = [(i * n) // grid for i in range(grid)] + [n]
+    return [(edges[i], max(edges[i + 1], edges[i] + 1)) for i in range(grid)]
+  rows = [torch.stack([x[:, :, r0:r1, c0:c1].mean(dim=(2, 3)) for c0, c1 in cells(x.shape[3])], -1)
+          for r0, r1 in cells(x.shape[2])]
+  return torch.stack(rows, -2)                                     # N C grid grid
+
+
+class PyramidContext(nn.Module):
+  """``x + Dense(concat_g upsample(LayerNorm(grid_means(x, g))))`` (``segnet.PyramidContext``)."""
+
+  def __init__(self, params: dict, grids):
+    super().__init__()
+    self.grids = tuple(grids)
+    kernel = np.asarray(params["proj"]["kernel"])                 # [len(grids)·C, C]
+    self.proj = nn.Linear(*kernel.shape)
+    self.norms = nn.ModuleDict({str(g): nn.LayerNorm(kernel.shape[1], eps=SkipFusion.LAYER_NORM_EPS)
+                                for g in self.grids})
+    with torch.no_grad():
+      self.proj.weight.copy_(torch.from_numpy(kernel.T.copy()))
+      self.proj.bias.copy_(torch.from_numpy(np.asarray(params["proj"]["bias"]).copy()))
+      for g in self.grids:
+        self.norms[str(g)].weight.copy_(torch.from_numpy(np.asarray(params[f"norm{g}"]["scale"]).copy()))
+        self.norms[str(g)].bias.copy_(torch.from_numpy(np.asarray(params[f"norm{g}"]["bias"]).copy()))
+
+  def forward(self, x):
+    pooled = []
+    for g in self.grids:
+      norm = self.norms[str(g)]
+      m = F.layer_norm(grid_means(x.float(), g).permute(0, 2, 3, 1), norm.normalized_shape,
+                       norm.weight.float(), norm.bias.float(), norm.eps).permute(0, 3, 1, 2)
+      pooled.append(F.interpolate(m, size=x.shape[2:], mode="bilinear", align_corners=False))
+    context = torch.cat(pooled, 1).to(x.dtype).permute(0, 2, 3, 1)
+    return x + self.proj(context).permute(0, 3, 1, 2)
+
+
 class SegNetDecoder(nn.Module):
   """The ``"shared"`` SegNet decoder: ``max_unpool2d`` with the content encoder's pool indices, and the
-  encoder skip fusions of configurations that have them (``SegNetConfig.skips``)."""
+  pyramid context and encoder skip fusions of configurations that have them (``SegNetConfig.context``,
+  ``.skips``)."""
 
   def __init__(self, params: dict, config: segnet_lib.SegNetConfig):
     super().__init__()
@@ -200,10 +239,14 @@ class SegNetDecoder(nn.Module):
     self.convs = nn.ModuleDict({f"unpool{level}_conv{i + 1}": _conv_from(params[f"unpool{level}_conv{i + 1}"], "zero")
                                 for level, widths in config.stages for i in range(len(widths))})
     self.skips = dict(getattr(config, "skips", ()))
+    grids = getattr(config, "context", ())
+    self.context = PyramidContext(params["context"], grids) if grids else None
     self.fusions = nn.ModuleDict({f"skip{level}": SkipFusion(params[f"skip{level}"]) for level in self.skips})
 
   def forward(self, feats):
     x = feats[self.config.start]
+    if self.context is not None:
+      x = self.context(x)
     n_stages = len(self.config.stages)
     for s, (level, widths) in enumerate(self.config.stages):
       x = F.max_unpool2d(x, feats[f"pool{level}_indices"], 2, 2, output_size=feats[f"pool{level}_size"])
