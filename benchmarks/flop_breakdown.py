@@ -109,6 +109,7 @@ def content_keys(cfg: portrait.ModelConfig) -> tuple[str, ...]:
   keys = ["relu4_1", "relu5_1"]
   if seg.encoder == "shared":
     keys += [seg.start] + [f"pool{level}_indices" for level, _ in seg.stages]
+    keys += [feature for _, feature in getattr(seg, "skips", ())]        # skip fusions' encoder features
   return tuple(dict.fromkeys(keys))
 
 
