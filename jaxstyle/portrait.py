@@ -58,12 +58,14 @@ class ModelConfig:
 
 MODEL_CONFIGS = {
     # ImageNet VGG-19 (Caffe convention) + this project's trained decoder/transform/SegNet.
-    "default": ModelConfig(),
+    "default": ModelConfig(segnet="shared_skip"),
+    # The same with the SegNet decoder of weights exported before skip fusions existed.
+    "default_noskip": ModelConfig(),
     # Checkpoints of the published SANet code (vgg_normalised.pth, decoder/transformer_iter_*.pth).
     "sanet_published": ModelConfig(preprocess="normalised"),
     # Tiny widths for tests.
     "tiny": ModelConfig(encoder_blocks=vgg_lib.TINY_BLOCKS, transform_channels=16,
-                        decoder_layers=decoder_lib.TINY_DECODER_LAYERS, segnet="tiny"),
+                        decoder_layers=decoder_lib.TINY_DECODER_LAYERS, segnet="tiny_skip"),
 }
 
 

@@ -76,10 +76,11 @@ def predict(params: portrait.Params, cfg: portrait.ModelConfig, images: Sequence
 
 
 def evaluate(params: portrait.Params, cfg: portrait.ModelConfig, held: Sequence[HeldOut],
-             feather: float = CLI_FEATHER) -> dict[str, float | list[float]]:
-  """``{"person_iou": mean, "person_iou_min": min, "per_image": [...]}`` of SegNet on ``held``."""
+             feather: float = CLI_FEATHER) -> tuple[dict[str, float | list[float]], list[np.ndarray]]:
+  """(``{"person_iou": mean, "person_iou_min": min, "per_image": [...]}``, the masks) of SegNet on
+  ``held``."""
   preds = predict(params, cfg, [h.image for h in held], feather)
-  return summarise([person_iou(p, h.mask) for p, h in zip(preds, held)])
+  return summarise([person_iou(p, h.mask) for p, h in zip(preds, held)]), preds
 
 
 def summarise(ious: Sequence[float]) -> dict[str, float | list[float]]:
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   for spec in args.weights:
     directory, _, model_config = spec.partition(":")
     params, cfg = load_segnet(directory, model_config=model_config or None)
-    rows.append((spec, evaluate(params, cfg, held, args.feather)))
+    rows.append((spec, evaluate(params, cfg, held, args.feather)[0]))
   print(f"person IoU at --size {args.size}, feather {args.feather}, {len(held)} held-out hand-drawn masks")
   print(f"{'masks':<48} {'mean':>6} {'min':>6}  per image ({', '.join(h.name[:12] for h in held)})")
   for name, r in rows:

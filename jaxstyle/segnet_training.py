@@ -27,10 +27,9 @@ from typing import Any
 from absl import logging
 import jax
 import jax.numpy as jnp
+import flax.traverse_util
 import numpy as np
 import optax
-
-import flax.traverse_util
 
 from jaxstyle import augment
 from jaxstyle import data as data_lib
@@ -146,8 +145,7 @@ def evaluate(params: dict, frozen: dict, held: list[segnet_eval.HeldOut], hp: Hp
              feather: float) -> tuple[dict[str, float], list[np.ndarray]]:
   """(``{"eval/person_iou", "eval/person_iou_min"}``, the masks) on the held-out portraits, through
   the CLI's path (``segnet_eval``)."""
-  preds = segnet_eval.predict({**frozen, **params}, hp.model, [h.image for h in held], feather)
-  r = segnet_eval.summarise([segnet_eval.person_iou(p, h.mask) for p, h in zip(preds, held)])
+  r, preds = segnet_eval.evaluate({**frozen, **params}, hp.model, held, feather)
   return {"eval/person_iou": r["person_iou"], "eval/person_iou_min": r["person_iou_min"]}, preds
 
 

@@ -103,7 +103,7 @@ def test_sanet_two_processes_match_one_process(tiny_folders, tmp_path):
 def test_segnet_two_processes_match_one_process(tmp_path):
   root = make_shared_data(tmp_path / "data")
   one, two, logs = run_trainer("segnet", [
-      f"--config.data_dir={root}", "--config.resize=16", "--config.crop=16", "--config.eval_size=16",
+      f"--config.data_dir={root}", "--config.resize=16", "--config.crop=16", "--config.eval_size=32",
       "--config.eval_every=2", "--config.export_every=100", "--config.photos_with_people=photo1.jpg",
       *STEPS], tmp_path)
   check_same_losses(one, two, logs)

@@ -104,7 +104,7 @@ def test_default_model_param_counts_pinned():
   shapes = jax.eval_shape(lambda: portrait.init_params(portrait.MODEL_CONFIGS["default"], jax.random.key(0)))
   counts = {k: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(v)) for k, v in shapes.items()}
   assert counts == {"encoder": 12_944_960, "transform": 4_461_056, "decoder": 3_505_219,
-                    "segnet": 4_683_713}
+                    "segnet": 4_683_713 + 351_040 + 790_016}   # "shared_skip" (test_segnet.py)
 
 
 def test_identity_transfer_is_computed_only_when_some_alpha_is_below_one(setup):

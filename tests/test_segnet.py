@@ -14,8 +14,9 @@ def features(blocks, depth, hw, key=0):
 
 @pytest.mark.parametrize("name, blocks, depth, expected", [
     ("shared", vgg.VGG19_BLOCKS, "relu5_1", 4_683_713),
-    # + LayerNorm (2C) and a C_skip×C_x projection per skip: 263 680 + 66 304 + 16 768 + 4 288.
-    ("shared_skip", vgg.VGG19_BLOCKS, "relu5_1", 4_683_713 + 351_040),
+    # + LayerNorm (2C) and a C_skip×C_x projection per skip: 263 680 + 66 304 + 16 768 + 4 288;
+    # + the context's three LayerNorms (3 × 1024) and its 1536 → 512 projection (786 944).
+    ("shared_skip", vgg.VGG19_BLOCKS, "relu5_1", 4_683_713 + 351_040 + 790_016),
     ("vgg16_bn", vgg.VGG16_BLOCKS, "pool5", None),
 ])
 def test_param_count_same_at_two_resolutions(name, blocks, depth, expected):
@@ -70,18 +71,44 @@ def np_unpool(x, indices, out_hw):
   return up[:out_hw[0], :out_hw[1]]
 
 
+def np_layer_norm(x, p):
+  return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6) * p["scale"] + p["bias"]
+
+
+def np_upsample_bilinear(x, hw):
+  """Half-pixel-centre bilinear resize of ``[h, w, C]`` up to ``hw``, edges clamped."""
+  def axis(n_in, n_out):
+    src = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    i0 = np.floor(src).astype(int)
+    f = src - i0
+    return np.clip(i0, 0, n_in - 1), np.clip(i0 + 1, 0, n_in - 1), f
+  r0, r1, fr = axis(x.shape[0], hw[0])
+  c0, c1, fc = axis(x.shape[1], hw[1])
+  x = x[r0] * (1 - fr)[:, None, None] + x[r1] * fr[:, None, None]
+  return x[:, c0] * (1 - fc)[None, :, None] + x[:, c1] * fc[None, :, None]
+
+
+def np_grid_means(x, g):
+  h, w, _ = x.shape
+  cells = lambda n: [((i * n) // g, max(((i + 1) * n) // g, (i * n) // g + 1)) for i in range(g)]
+  return np.array([[x[r0:r1, c0:c1].mean((0, 1)) for c0, c1 in cells(w)] for r0, r1 in cells(h)])
+
+
 def np_segnet(params, cfg, feats, hw):
-  """A NumPy SegNet decoder: unpool, add LayerNorm(skip)·W + b, then 3×3 convs with ReLU."""
+  """A NumPy SegNet decoder: pyramid context, then per stage unpool, add LayerNorm(skip)·W + b, and
+  3×3 convs with ReLU."""
   x = feats[cfg.start][0]
+  if cfg.context:
+    p = params["context"]
+    ctx = np.concatenate([np_upsample_bilinear(np_layer_norm(np_grid_means(x, g), p[f"norm{g}"]), x.shape[:2])
+                          for g in cfg.context], -1)
+    x = x + ctx @ p["proj"]["kernel"] + p["proj"]["bias"]
   skips = dict(cfg.skips)
   for s, (level, widths) in enumerate(cfg.stages):
     x = np_unpool(x, feats[f"pool{level}_indices"][0], segnet.pooled_hw(hw, level))
     if level in skips:
       p = params[f"skip{level}"]
-      f = feats[skips[level]][0]
-      f = (f - f.mean(-1, keepdims=True)) / np.sqrt(f.var(-1, keepdims=True) + 1e-6)
-      f = f * p["norm"]["scale"] + p["norm"]["bias"]
-      x = x + f @ p["proj"]["kernel"] + p["proj"]["bias"]
+      x = x + np_layer_norm(feats[skips[level]][0], p["norm"]) @ p["proj"]["kernel"] + p["proj"]["bias"]
     for i, _ in enumerate(widths):
       conv = params[f"unpool{level}_conv{i + 1}"]
       x = np_conv3x3(x, conv["kernel"], conv["bias"])
@@ -90,7 +117,7 @@ def np_segnet(params, cfg, feats, hw):
   return x[..., 0]
 
 
-@pytest.mark.parametrize("hw", [(32, 32), (37, 45)])
+@pytest.mark.parametrize("hw", [(32, 32), (37, 45), (80, 48)])
 def test_skip_decoder_matches_numpy(hw):
   cfg = segnet.SEGNET_CONFIGS["tiny_skip"]
   feats = features(vgg.TINY_BLOCKS, "relu5_1", hw)
@@ -106,7 +133,7 @@ def test_skip_decoder_matches_numpy(hw):
 
 
 def test_zero_skips_compute_the_decoder_without_them():
-  """Fresh skip fusions add nothing, so weights trained without them carry over unchanged."""
+  """Fresh skip fusions and context add nothing, so weights trained without them carry over unchanged."""
   hw = (32, 32)
   feats = features(vgg.TINY_BLOCKS, "relu5_1", hw)
   plain = segnet.SegNetDecoder(segnet.SEGNET_CONFIGS["tiny"])

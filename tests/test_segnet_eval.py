@@ -60,4 +60,5 @@ def test_metric_sees_the_mask_the_program_blends_with():
   pred = segnet_eval.predict(params, TINY, [content[0]], feather=0.05)[0]
   np.testing.assert_allclose(pred, np.asarray(out["mask"])[0], atol=1e-6)
   held = [segnet_eval.HeldOut("x", content[0], (pred > 0.5).astype(np.float32), None)]
-  assert segnet_eval.evaluate(params, TINY, held, feather=0.05)["person_iou"] == 1.0
+  summary, preds = segnet_eval.evaluate(params, TINY, held, feather=0.05)
+  assert summary["person_iou"] == 1.0 and np.array_equal(preds[0], pred)
