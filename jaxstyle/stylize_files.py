@@ -137,9 +137,23 @@ def check_controls(controls: portrait.Controls) -> None:
       raise UsageError(f"--{field.name.replace('_', '-')} must be {lo:g}..{hi:g}, not {value}")
 
 
+def check_finite(out: dict[str, np.ndarray], name: Path) -> None:
+  """Refuses (``WeightsError``) an output that is not finite: inputs are checked finite, so NaN here
+  comes from the weights, and saving it would make a confident black picture."""
+  bad = [k for k in ("image", "mask", "person") if k in out and not np.isfinite(out[k]).all()]
+  if bad:
+    raise WeightsError(f"{name}: the {', '.join(bad)} computed for this pair holds NaN or infinite "
+                       "values (broken weights?); not written")
+
+
 def check_writable(jobs: Sequence[Job]) -> None:
   """Every output folder is, or can be made, a writable folder: found before any computing."""
-  for folder in sorted({p.parent for job in jobs for p in (job.image, job.mask, job.sheet) if p}):
+  check_writable_paths([p for job in jobs for p in (job.image, job.mask, job.sheet) if p])
+
+
+def check_writable_paths(paths: Iterable[Path]) -> None:
+  """``check_writable`` for any output files (videos too)."""
+  for folder in sorted({Path(p).parent for p in paths}):
     existing = folder
     while not existing.exists() and existing != existing.parent:
       existing = existing.parent
@@ -323,15 +337,9 @@ def group_jobs(jobs: Sequence[Job], contents: Sequence[np.ndarray],
 
 def write_outputs(job: Job, out: dict[str, np.ndarray], controls: portrait.Controls, content: np.ndarray,
                   style: np.ndarray, inputs: Sequence[Path]) -> list[Path]:
-  """Saves one pair's image (and mask and sheet when asked); returns the paths.
-
-  Refuses (``WeightsError``) an output that is not finite: inputs are checked finite, so NaN here comes
-  from the weights, and saving it would make a confident black picture.
-  """
-  bad = [k for k in ("image", "mask", "person") if k in out and not np.isfinite(out[k]).all()]
-  if bad:
-    raise WeightsError(f"{job.image}: the {', '.join(bad)} computed for this pair holds NaN or infinite "
-                       "values (broken weights?); not written")
+  """Saves one pair's image (and mask and sheet when asked); returns the paths. Refuses an output
+  that is not finite (``check_finite``)."""
+  check_finite(out, job.image)
   save = functools.partial(image_io.save_image_atomic, inputs=inputs)
   written = [save(job.image, out["image"])]
   if job.mask:

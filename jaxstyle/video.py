@@ -236,6 +236,7 @@ class Stylizer:
     styles = np.broadcast_to(self.style, (self.batch, *self.style.shape))
     out = stylize_files.stylize_batch(self.program, self.mesh, self.params, x, styles, self.controls)
     out = {k: np.asarray(v)[:len(frames)] for k, v in out.items()}
+    stylize_files.check_finite(out, Path("video frames"))
     return [{k: v[i] for k, v in out.items()} for i in range(len(frames))]
 
 
@@ -333,6 +334,7 @@ def run_video(req, content: Path, styles: Sequence[Path], *, log: Callable[[str]
   for path in outputs:
     if image_io.same_file(path, content) or any(image_io.same_file(path, s) for s in styles):
       raise stylize_files.UsageError(f"{path}: refusing to overwrite an input (choose another --output)")
+  stylize_files.check_writable_paths(outputs)
   params, cfg = stylize_files.load_model(req.weights, mode=req.mode, dtype=req.dtype)
   mesh = portrait.data_mesh()
   params = jax.device_put(params, NamedSharding(mesh, P()))

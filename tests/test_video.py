@@ -113,6 +113,31 @@ def test_truncated_clip_leaves_no_partial_file(tmp_path, tiny_weights, style, ca
   assert os.listdir(out) == []
 
 
+def test_unwritable_folder_and_non_finite_frames_are_refused(tmp_path, tiny_weights, style, capsys,
+                                                              monkeypatch):
+  monkeypatch.setenv("JAXSTYLE_COMPILE_CACHE", "0")
+  clip = write_clip(tmp_path / "clip.mp4", frames=2)
+  blocker = tmp_path / "file"
+  blocker.write_text("not a folder")
+  code = cli.main(["--content", str(clip), "--style", str(style), "--output", str(blocker / "o.mp4"),
+                   "--size", "0", "--weights", str(tiny_weights)])
+  err = capsys.readouterr().err
+  assert code == 2 and err.startswith("error: cannot write into") and err.count("\n") == 1, err
+  # A NaN result (broken weights) ends the run with one line and leaves no file.
+  real = video.stylize_files.stylize_batch
+  monkeypatch.setattr(video.stylize_files, "stylize_batch",
+                      lambda *a: {k: v * np.nan for k, v in real(*a).items()})
+  out = tmp_path / "out"
+  out.mkdir()
+  code = cli.main(["--content", str(clip), "--style", str(style), "--output", str(out / "o.mp4"),
+                   "--size", "0", "--weights", str(tiny_weights)])
+  err = capsys.readouterr().err
+  lines = err.splitlines()
+  assert code == 2 and lines[-1].startswith("error: video frames") and "NaN or infinite" in lines[-1], err
+  assert sum(l.startswith("error") for l in lines) == 1
+  assert os.listdir(out) == []
+
+
 def test_video_refuses_image_only_options(tmp_path, tiny_weights, style, capsys):
   clip = write_clip(tmp_path / "clip.mp4", frames=2)
   code = cli.main(["--content", str(clip), "--style", str(style), "--sheet", "--weights", str(tiny_weights)])
