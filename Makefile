@@ -44,7 +44,7 @@ test: setup-test
 	$(PY) -m pytest -n 2 -q tests
 
 bench: setup-test
-	$(PY) benchmarks/portrait_bench.py --sizes 256 512 1024
+	$(PY) -m benchmarks.portrait_bench --sizes 256,512,1024
 
 clean:
 	rm -rf $(VENV) out

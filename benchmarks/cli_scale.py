@@ -1,6 +1,6 @@
 """The CLI at folder scale: programs compiled for a folder of mixed sizes, and a second run's time.
 
-    python benchmarks/cli_scale.py --portraits DIR --styles A.jpg B.jpg --n 13 --size 384
+    python -m benchmarks.cli_scale --portraits DIR --styles A.jpg B.jpg --n 13 --size 384
 
 1. The first ``--n`` images of ``--portraits`` (by name) × the styles, one CLI run, with an empty
    compile cache: counts the programs the run compiles (one "compiling …" line per program).
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jaxstyle.stylize_files import IMAGE_SUFFIXES
+from jaxstyle.image_io import IMAGE_SUFFIXES
 
 
 def cpu_seconds() -> float:

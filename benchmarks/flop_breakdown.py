@@ -1,24 +1,24 @@
 """GFLOP per image of each component of the portrait program, from XLA's cost analysis of its lowering.
 
-    python benchmarks/flop_breakdown.py --size 512 --out /tmp/flops_512.json
-    python benchmarks/flop_breakdown.py --size 1024 --dtype bfloat16 --formulation same
+    python -m benchmarks.flop_breakdown --size 512 --out /tmp/flops_512.json
+    python -m benchmarks.flop_breakdown --size 1024 --dtype bfloat16 --formulation same
 
 Nothing runs and no weights exist: every step of ``portrait.stylize`` (``encode``, ``attend``,
-``identity_transfer``, ``mix``, ``decode``, ``person_logits``, ``blend``) is lowered on abstract inputs
-(``jax.ShapeDtypeStruct``; params from ``jax.eval_shape(portrait.init_params)``) with the shapes the
-program gives it, and so is the whole program (``portrait.make_program``, portrait and plain mode) for
+``identity_transfer``, ``mix``, ``decode``, ``segment``, ``blend``) is lowered on abstract inputs
+(``jax.ShapeDtypeStruct``; params from ``model.param_shapes``) with the shapes the program gives it,
+and so is the whole program (``portrait.make_program``, portrait and plain mode) for
 comparison; the steps must add up to the whole (``tests/test_flop_breakdown.py``). The identity transfer
 is counted as computed (XLA counts the larger branch of a ``lax.cond``); the program skips it when every
 α is 1, as in plain mode at the default controls.
 
-FLOPs are counted on the lowered module (``experiments.scaling.lowered_flops``): a compiled GPU program
+FLOPs and bytes are counted on the lowered module (``jaxstyle.profiling``): a compiled GPU program
 hides cuDNN convolutions in custom calls that its cost analysis counts as zero. Two corrections:
 
 - ``--formulation`` defaults to ``xla``, the convolutions a GPU runs (``"auto"`` is ``"same"`` on CPU,
   whose decoder upsample-convs do fewer FLOPs; see ``jaxstyle/conv.py``).
 - XLA's cost analysis counts a while loop's body once. The attention runs in query chunks under
   ``lax.map`` whenever a level has more queries than one chunk (relu4_1 from 1024² on), so the program
-  is counted on ``portrait.unchunked(cfg)`` (``one_chunk``: the same arithmetic when the chunk divides
+  is counted on ``model.unchunked(cfg)`` (``one_chunk``: the same arithmetic when the chunk divides
   the query count, as for every power-of-two side). The whole program as XLA counts it with its real
   chunks is reported too (``whole_chunked``); it undercounts the attention by the number of chunks.
 
@@ -33,22 +33,18 @@ import argparse
 import dataclasses
 import functools
 import json
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:       # run as a script from anywhere, without an install
-  sys.path.insert(0, str(ROOT))
+import jax
+import jax.extend.core as jax_core
+import jax.numpy as jnp
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.extend.core as jax_core  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from experiments import scaling  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxstyle import conv as conv_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxstyle import portrait  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxstyle import segnet as segnet_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxstyle import conv as conv_lib
+from jaxstyle import model as model_lib
+from jaxstyle import portrait
+from jaxstyle import profiling
+from jaxstyle import sharding
 
 FEATHER = 0.01          # portrait.stylize's default mask feather
 
@@ -63,19 +59,12 @@ class Component:
 # ---------------------------------------------------------------------------------------- counting
 
 
-def model_config(name: str, dtype: str, formulation: str) -> portrait.ModelConfig:
-  return dataclasses.replace(portrait.MODEL_CONFIGS[name], dtype=dtype, formulation=formulation)
+def model_config(name: str, dtype: str, formulation: str) -> model_lib.ModelConfig:
+  return dataclasses.replace(model_lib.MODEL_CONFIGS[name], dtype=dtype, formulation=formulation)
 
 
 def nbytes(tree) -> int:
   return sum(x.size * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
-
-
-def _bytes_accessed(lowered) -> float | None:
-  cost = lowered.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else None
-  return float(cost["bytes accessed"]) if cost and cost.get("bytes accessed") else None
 
 
 def io_bytes(fn: Callable[..., Any], args: tuple) -> int:
@@ -89,27 +78,25 @@ def io_bytes(fn: Callable[..., Any], args: tuple) -> int:
 def cost(fn: Callable[..., Any], args: tuple) -> dict[str, float | None]:
   """FLOPs, unfused bytes accessed and inputs + outputs bytes of ``fn`` lowered on abstract ``args``."""
   lowered = jax.jit(fn).lower(*args)
-  return {"flops": scaling.lowered_flops(lowered), "bytes_unfused": _bytes_accessed(lowered),
+  return {"flops": profiling.flops(lowered), "bytes_unfused": profiling.bytes_accessed(lowered),
           "bytes_io": float(io_bytes(fn, args))}
 
 
 # -------------------------------------------------------------------------------------- components
 
 
-def abstract_inputs(cfg: portrait.ModelConfig, size: int, batch: int) -> tuple:
+def abstract_inputs(cfg: model_lib.ModelConfig, size: int, batch: int) -> tuple:
   """(params, content, style, controls) as ShapeDtypeStructs; the params are never materialised."""
-  params = jax.eval_shape(lambda: portrait.init_params(cfg, jax.random.key(0)))
+  params = model_lib.param_shapes(cfg)
   image = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
   return params, image, image, jax.ShapeDtypeStruct((2, 3), jnp.float32)
 
 
-def content_keys(cfg: portrait.ModelConfig) -> tuple[str, ...]:
-  """Content VGG features the program consumes: the transfer's and (shared encoder) SegNet's."""
-  seg = segnet_lib.SEGNET_CONFIGS[cfg.segnet]
-  keys = ["relu4_1", "relu5_1"]
-  if seg.encoder == "shared":
-    keys += [seg.start] + [f"pool{level}_indices" for level, _ in seg.stages]
-    keys += [feature for _, feature in getattr(seg, "skips", ())]        # skip fusions' encoder features
+def content_keys(cfg: model_lib.ModelConfig) -> tuple[str, ...]:
+  """Content VGG features the program consumes: the transfer's and SegNet's (which shares the encoder)."""
+  seg = cfg.segnet
+  keys = ["relu4_1", "relu5_1", seg.start] + [f"pool{level}_indices" for level, _ in seg.stages]
+  keys += [feature for _, feature in seg.skips]        # skip fusions' encoder features
   return tuple(dict.fromkeys(keys))
 
 
@@ -120,10 +107,11 @@ def encode(cfg, keys, params, image):
 
 
 def segment(cfg, params, content, feats):
-  return jax.nn.sigmoid(portrait.person_logits(params, cfg, content, feats))
+  """The person mask as the program makes it: SegNet (at every ``cfg.segnet_sides`` too), feathered."""
+  return portrait.segment(params, cfg, content, FEATHER, feats)
 
 
-def components(cfg: portrait.ModelConfig, size: int, batch: int, mode: str = "portrait") -> list[Component]:
+def components(cfg: model_lib.ModelConfig, size: int, batch: int, mode: str = "portrait") -> list[Component]:
   """``portrait.stylize``'s steps with the abstract arguments it gives them, in program order.
 
   The identity transfer is counted as computed: XLA counts the larger branch of its ``lax.cond``
@@ -161,23 +149,22 @@ def components(cfg: portrait.ModelConfig, size: int, batch: int, mode: str = "po
     seg = functools.partial(segment, cfg)
     images = shape(lambda p, x: dec(p, t=x), params, t)
     mask = shape(seg, params, content, cf)
-    out += [Component("SegNet decoder", seg, (params, content, cf)),
-            Component("blur + blend", lambda m, x: portrait.blend(portrait.feather_mask(m, FEATHER), x),
-                      (mask, images))]
+    out += [Component("SegNet mask (decoder + feather)", seg, (params, content, cf)),
+            Component("blend", portrait.blend, (mask, images))]
   return out
 
 
-def whole(cfg: portrait.ModelConfig, size: int, batch: int, mode: str) -> dict[str, float | None]:
+def whole(cfg: model_lib.ModelConfig, size: int, batch: int, mode: str) -> dict[str, float | None]:
   """The jitted program (``portrait.make_program`` on one device) as the benchmarks run it."""
-  program = portrait.make_program(cfg, portrait.data_mesh(jax.devices()[:1]), mode=mode)
+  program = portrait.make_program(cfg, sharding.data_mesh(jax.devices()[:1]), mode=mode)
   lowered = program.lower(*abstract_inputs(cfg, size, batch))
-  return {"flops": scaling.lowered_flops(lowered), "bytes_unfused": _bytes_accessed(lowered)}
+  return {"flops": profiling.flops(lowered), "bytes_unfused": profiling.bytes_accessed(lowered)}
 
 
-def breakdown(cfg: portrait.ModelConfig, size: int, batch: int, one_chunk: bool = True) -> dict:
+def breakdown(cfg: model_lib.ModelConfig, size: int, batch: int, one_chunk: bool = True) -> dict:
   """Per-component and whole-program costs of ``cfg`` at ``size``², per image."""
   per_img = lambda c: {k: (None if v is None else v / batch) for k, v in c.items()}
-  counted = portrait.unchunked(cfg) if one_chunk else cfg
+  counted = model_lib.unchunked(cfg) if one_chunk else cfg
   rows = [{"component": c.name, **per_img(cost(c.fn, c.args))} for c in components(counted, size, batch)]
   plain = [{"component": c.name, **per_img(cost(c.fn, c.args))}
            for c in components(counted, size, batch, "plain")]
@@ -238,7 +225,7 @@ def parse_args(argv=None):
   ap.add_argument("--size", type=int, default=512, help="content and style side (pixels)")
   ap.add_argument("--batch", type=int, default=1)
   ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-  ap.add_argument("--model", default="default", choices=sorted(portrait.MODEL_CONFIGS))
+  ap.add_argument("--model", default="default", choices=sorted(model_lib.MODEL_CONFIGS))
   ap.add_argument("--formulation", default="xla", choices=conv_lib.FORMULATIONS,
                   help="conv formulation; 'xla' is what a GPU runs ('auto' resolves on this backend)")
   ap.add_argument("--chunked", action="store_true",

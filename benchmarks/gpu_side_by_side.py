@@ -1,7 +1,7 @@
 """The JAX programs and their PyTorch peer, eager and under ``torch.compile``, timed side by side.
 
 For each of the plain and the portrait program (``portrait.make_program``, random weights of a
-``MODEL_CONFIGS`` model: ``experiments.scaling.random_params``), in one process:
+``model.MODEL_CONFIGS`` model: ``experiments.scaling.random_params``), in one process:
 
 1. JAX: compile (AOT), one warm-up call.
 2. The same graph in PyTorch (``benchmarks/torch_portrait.py``, weights copied from the JAX params) in
@@ -20,7 +20,7 @@ finished) and prints a markdown table. On CUDA, ``torch.backends.cudnn.benchmark
 as a GPU user would run them). The prepared GPU run is ``benchmarks/gpu_side_by_side.sh`` (docs/scaling.md); on a CPU,
 with the tiny model::
 
-    nice -n 5 python benchmarks/gpu_side_by_side.py --model tiny --size 64 --batch 4 \\
+    nice -n 5 python -m benchmarks.gpu_side_by_side --model tiny --size 64 --batch 4 \\
         --attention sdpa --channels-last --out docs/runs/side_by_side_cpu_tiny.csv
 """
 from __future__ import annotations
@@ -30,23 +30,23 @@ import csv
 import dataclasses
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 # JAX would otherwise take 75% of the GPU's memory at start-up and leave PyTorch too little.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:       # run as a script from anywhere, without an install
-  sys.path.insert(0, str(ROOT))
-
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position  (after the setting above)
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from benchmarks import portrait_bench  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import scaling  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxstyle import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxstyle import portrait  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxstyle import profiling  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxstyle import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PROGRAMS = ("plain", "portrait")
 
@@ -171,8 +171,8 @@ def interleaved(calls: dict, repeats: int) -> dict[str, list[float]]:
 def bench_program(args, mode: str, torch_side: Torch, params, device, progress=lambda row: None) -> Row:
   """The row of one program; ``progress(row)`` gets the JAX/eager row before torch.compile starts."""
   dtype = args.dtype
-  cfg = dataclasses.replace(portrait.MODEL_CONFIGS[args.model], dtype=dtype)
-  mesh = portrait.data_mesh([device])
+  cfg = dataclasses.replace(model_lib.MODEL_CONFIGS[args.model], dtype=dtype)
+  mesh = sharding.data_mesh([device])
   content, style, controls = portrait_bench.inputs(args.size, args.batch)
   call_args = (params, jax.device_put(content, device), jax.device_put(style, device), controls)
   t0 = time.perf_counter()
@@ -200,7 +200,7 @@ def bench_program(args, mode: str, torch_side: Torch, params, device, progress=l
   times = interleaved({"jax": run_jax, "eager": run_eager}, args.repeats)
   row = Row(program=mode, size=args.size, batch=args.batch, dtype=dtype,
             jax_img_per_s=img_per_s(times["jax"]), torch_eager_img_per_s=img_per_s(times["eager"]),
-            torch_compile_img_per_s=None, device=portrait_bench.device_name(device),
+            torch_compile_img_per_s=None, device=profiling.device_name(device),
             max_abs_diff_eager=diff_eager, max_abs_diff_compile=None, max_abs_diff_vs_jax_f32=vs_f32,
             jax_compile_s=jax_compile_s, torch_compile_s=None, model=args.model,
             attention=torch_side.attention, channels_last=torch_side.channels_last, repeats=args.repeats,
@@ -237,7 +237,7 @@ def bench_program(args, mode: str, torch_side: Torch, params, device, progress=l
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--model", default="default", choices=tuple(portrait.MODEL_CONFIGS))
+  p.add_argument("--model", default="default", choices=tuple(model_lib.MODEL_CONFIGS))
   p.add_argument("--programs", type=lambda s: s.split(","), default=list(PROGRAMS))
   p.add_argument("--size", type=int, default=512)
   p.add_argument("--batch", type=int, default=None, help="default: 64 on a GPU, 1 elsewhere")
@@ -267,11 +267,11 @@ def main(argv=None) -> list[Row]:
   args.dtype = args.dtype or ("bfloat16" if gpu else "float32")
   out = Path(args.out) if args.out else default_out(device.platform, args.model)
   torch_side = Torch(args, device.platform)
-  print(f"side by side: {portrait_bench.device_name(device)} (torch on {torch_side.device}), jax "
+  print(f"side by side: {profiling.device_name(device)} (torch on {torch_side.device}), jax "
         f"{jax.__version__}, torch {torch_side.torch.__version__}, model {args.model!r}, {args.size}² "
         f"×{args.batch} {args.dtype}, load average {portrait_bench.fmt(portrait_bench.load_average(), '.2f')}",
         flush=True)
-  params = jax.device_put(scaling.random_params(portrait.MODEL_CONFIGS[args.model]), device)
+  params = jax.device_put(scaling.random_params(model_lib.MODEL_CONFIGS[args.model]), device)
   rows = []
   for mode in args.programs:
     try:

@@ -15,7 +15,6 @@ OUTDIR=${1:-${OUT:-/tmp/out}}
 PY=${PYTHON:-python3}
 mkdir -p "$OUTDIR"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 LIMIT=${LIMIT:-285}      # seconds, hard (timeout); the run needs ~2 × (2 JAX compiles + torch.compile)
 
 if [ "${SMOKE:-0}" = 1 ]; then
@@ -27,7 +26,7 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
 "$PY" -c "import jax, torch; print('jax', jax.__version__, jax.devices(), '| torch', torch.__version__, \
 'cuda', torch.cuda.is_available())"
-timeout -s TERM -k 5 "$LIMIT" "$PY" benchmarks/gpu_side_by_side.py "${ARGS[@]}" --programs plain,portrait \
+timeout -s TERM -k 5 "$LIMIT" "$PY" -m benchmarks.gpu_side_by_side "${ARGS[@]}" --programs plain,portrait \
   --out "$OUTDIR/gpu_side_by_side.csv" 2>&1 | grep -v -e "^W0000" -e "^I0000" | tee "$OUTDIR/gpu_side_by_side.log"
 echo "=== exit ${PIPESTATUS[0]} after ${SECONDS} s"
 [ -f "$OUTDIR/gpu_side_by_side.csv" ] && cat "$OUTDIR/gpu_side_by_side.csv"

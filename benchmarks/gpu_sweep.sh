@@ -20,7 +20,6 @@ OUTDIR=${1:-${OUT:-/tmp/out}}
 PY=${PYTHON:-python3}
 mkdir -p "$OUTDIR"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxstyle-sweep-cache}
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 
@@ -53,7 +52,7 @@ part "scaling: portrait program" "$T_INFER" "$PY" -m experiments.scaling --what 
   --dtypes bfloat16 --res-batches "$INFER_GRID" --repeats 3 --max-seconds $((T_INFER - 14)) --out "$OUTDIR"
 
 rm -f "$OUTDIR/portrait_bench.csv" "$OUTDIR/portrait_bench.md"
-part "portrait_bench" "$T_BENCH" "$PY" benchmarks/portrait_bench.py --model "$MODEL" --sizes "$BENCH_SIZES" \
+part "portrait_bench" "$T_BENCH" "$PY" -m benchmarks.portrait_bench --model "$MODEL" --sizes "$BENCH_SIZES" \
   --dtype bfloat16,float32 --batch "$BENCH_BATCH" --no-torch --repeats 3 --profile "$PROFILE_SIZE" \
   --csv "$OUTDIR/portrait_bench.csv" --md "$OUTDIR/portrait_bench.md"
 
@@ -63,7 +62,7 @@ part "scaling: SANet train step" "$T_TRAIN" "$PY" -m experiments.scaling --what 
 
 rm -f "$OUTDIR/formulation_ab.csv" "$OUTDIR/formulation_ab.md"
 for form in xla same; do
-  part "formulation $form" $((T_AB / 2)) "$PY" benchmarks/portrait_bench.py --model "$MODEL" \
+  part "formulation $form" $((T_AB / 2)) "$PY" -m benchmarks.portrait_bench --model "$MODEL" \
     --sizes "$AB_SIZE" --dtype bfloat16 --batch "$AB_BATCH" --no-torch --repeats 3 --formulation "$form" \
     --csv "$OUTDIR/formulation_ab.csv" --md "$OUTDIR/formulation_ab.md"
 done

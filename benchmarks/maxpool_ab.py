@@ -1,4 +1,4 @@
-"""A/B of the VGG max-pool: the previous argmax pool against ``vgg.max_pool`` + compare-and-select indices.
+"""A/B of the VGG max-pool: the previous argmax pool against ``ops.max_pool_with_indices``.
 
 Both versions of the portrait and plain programs are compiled in one process (the previous pool and
 unpool are kept below as ``argmax_pool`` / ``onehot_unpool``, patched in while tracing) and timed
@@ -7,7 +7,7 @@ compared (max |Δ| of every output). Prints the median wall ms per call and the 
 (user + system of all threads: on a shared, oversubscribed machine the steadier measure of the work
 done) and the ratios previous / current (> 1: the current is faster).
 
-    nice -n 5 python benchmarks/maxpool_ab.py --size 512 --rounds 5
+    nice -n 5 python -m benchmarks.maxpool_ab --size 512 --rounds 5
 """
 from __future__ import annotations
 
@@ -16,22 +16,19 @@ import contextlib
 import dataclasses
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:       # run as a script from anywhere, without an install
-  sys.path.insert(0, str(ROOT))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from experiments import scaling  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxstyle import portrait  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxstyle import segnet  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxstyle import vgg  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import scaling
+from jaxstyle import model
+from jaxstyle import portrait
+from jaxstyle import profiling
+from jaxstyle import segnet
+from jaxstyle import sharding
+from jaxstyle import vgg
 
 
 def argmax_pool(x):
@@ -53,16 +50,13 @@ def onehot_unpool(x, indices, out_hw):
 
 @contextlib.contextmanager
 def previous_pool():
-  saved = vgg.max_pool_with_indices, vgg.max_unpool, getattr(segnet, "max_unpool", None)
-  vgg.max_pool_with_indices, vgg.max_unpool = argmax_pool, onehot_unpool
-  if saved[2] is not None:
-    segnet.max_unpool = onehot_unpool
+  """The previous pool and unpool in place of ``ops``' where the encoder and SegNet call them."""
+  saved = vgg.max_pool_with_indices, segnet.max_unpool
+  vgg.max_pool_with_indices, segnet.max_unpool = argmax_pool, onehot_unpool
   try:
     yield
   finally:
-    vgg.max_pool_with_indices, vgg.max_unpool = saved[:2]
-    if saved[2] is not None:
-      segnet.max_unpool = saved[2]
+    vgg.max_pool_with_indices, segnet.max_unpool = saved
 
 
 def main(argv=None):
@@ -70,19 +64,19 @@ def main(argv=None):
   p.add_argument("--size", type=int, default=512)
   p.add_argument("--batch", type=int, default=1)
   p.add_argument("--rounds", type=int, default=5)
-  p.add_argument("--model", default="default", choices=tuple(portrait.MODEL_CONFIGS))
+  p.add_argument("--model", default="default", choices=tuple(model.MODEL_CONFIGS))
   p.add_argument("--dtype", default="float32")
   p.add_argument("--modes", default="plain,portrait")
   args = p.parse_args(argv)
-  cfg = dataclasses.replace(portrait.MODEL_CONFIGS[args.model], dtype=args.dtype)
+  cfg = dataclasses.replace(model.MODEL_CONFIGS[args.model], dtype=args.dtype)
   device = jax.devices()[0]
-  mesh = portrait.data_mesh([device])
+  mesh = sharding.data_mesh([device])
   params = jax.device_put(scaling.random_params(cfg), device)
   rng = np.random.default_rng(0)
   shape = (args.batch, args.size, args.size, 3)
   call_args = (params, *(jax.device_put(rng.uniform(size=shape).astype(np.float32), device) for _ in "cs"),
                portrait.Controls().as_array())
-  print(f"{device.device_kind}, jax {jax.__version__}, {args.model} model, {args.size}² ×{args.batch} "
+  print(f"{profiling.device_name(device)}, jax {jax.__version__}, {args.model} model, {args.size}² ×{args.batch} "
         f"{args.dtype}, load average {os.getloadavg()[0]:.2f}", flush=True)
   programs = {}
   for mode in args.modes.split(","):

@@ -1,8 +1,8 @@
 """Speed and memory of the portrait program (``jaxstyle.portrait.make_program``) against PyTorch eager.
 
-Random float32 weights of a ``MODEL_CONFIGS`` model (``"default"``: real size; LeCun-normal kernels,
-``experiments.scaling.random_params``), random content and style
-images of each ``--sizes`` side, one device. For every size:
+Random float32 weights of a ``model.MODEL_CONFIGS`` model (``"default"``: real size;
+``model.init_params``), random content and style images of each ``--sizes`` side, one device. For every
+size:
 
 - JAX: compile time (``lower().compile()``), then the median of ``--repeats`` timed calls after one
   warm-up call, per image; GFLOP per image from XLA's cost analysis; memory: on accelerators the
@@ -15,9 +15,9 @@ images of each ``--sizes`` side, one device. For every size:
 
 Prints a markdown table; ``--csv``/``--md`` also write it. Typical use (CPU, the issue's comparison)::
 
-    python benchmarks/portrait_bench.py --sizes 256,512,1024 --repeats 5
+    python -m benchmarks.portrait_bench --sizes 256,512,1024 --repeats 5
 
-and on a GPU (no torch): ``python benchmarks/portrait_bench.py --sizes 512,1024 --dtype bfloat16 --no-torch``.
+and on a GPU (no torch): ``python -m benchmarks.portrait_bench --sizes 512,1024 --dtype bfloat16 --no-torch``.
 """
 from __future__ import annotations
 
@@ -26,22 +26,21 @@ import csv
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:       # run as a script from anywhere, without an install
-  sys.path.insert(0, str(ROOT))
+import jax
+import numpy as np
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from experiments import scaling  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxstyle import portrait  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import scaling
+from jaxstyle import conv
+from jaxstyle import model as model_lib
+from jaxstyle import portrait
+from jaxstyle import profiling
+from jaxstyle import sharding
 
 MIB = 2**20
 # glibc keeps freed memory mapped unless told otherwise, which would hide a call's peak behind memory
@@ -85,19 +84,6 @@ def load_average() -> float | None:
     return None
 
 
-def device_name(device: jax.Device) -> str:
-  """``"NVIDIA H100 80GB HBM3"`` or, on CPU, the processor and core count."""
-  if device.platform != "cpu":
-    return device.device_kind
-  model = platform.processor() or "CPU"
-  try:
-    with open("/proc/cpuinfo") as f:
-      model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  return f"CPU, {os.cpu_count()} cores, {model}"
-
-
 def inputs(size: int, batch: int, seed: int = 0):
   rng = np.random.default_rng(seed)
   content = rng.uniform(size=(batch, size, size, 3)).astype(np.float32)
@@ -105,27 +91,24 @@ def inputs(size: int, batch: int, seed: int = 0):
   return content, style, portrait.Controls().as_array()
 
 
-def model_config(args, dtype: str) -> portrait.ModelConfig:
-  return dataclasses.replace(portrait.MODEL_CONFIGS[args.model], dtype=dtype, formulation=args.formulation)
+def model_config(args, dtype: str) -> model_lib.ModelConfig:
+  return dataclasses.replace(model_lib.MODEL_CONFIGS[args.model], dtype=dtype, formulation=args.formulation)
 
 
 def build_jax(args, size: int, dtype: str):
   """(compiled program, its arguments, compile seconds, GFLOP per image, XLA temp+output MiB, params)."""
   cfg = model_config(args, dtype)
   device = jax.devices()[0]
-  mesh = portrait.data_mesh([device])
+  mesh = sharding.data_mesh([device])
   params = jax.device_put(scaling.random_params(cfg), device)
   content, style, controls = inputs(size, args.batch)
   call_args = (params, jax.device_put(content, device), jax.device_put(style, device), controls)
   t0 = time.perf_counter()
   compiled = portrait.make_program(cfg, mesh).lower(*call_args).compile()
   compile_s = time.perf_counter() - t0
-  flops = scaling.counted_flops(cfg, lambda c: portrait.make_program(c, mesh).lower(*call_args))
+  flops = profiling.counted_flops(cfg, lambda c: portrait.make_program(c, mesh).lower(*call_args))
   flops = None if flops is None else flops / args.batch / 1e9
-  temp = None
-  mem = compiled.memory_analysis()
-  if mem is not None:
-    temp = (mem.temp_size_in_bytes + mem.output_size_in_bytes) / MIB
+  temp, _ = profiling.compiled_memory_mib(compiled)
   return compiled, call_args, compile_s, flops, temp, params
 
 
@@ -148,11 +131,6 @@ def run_torch(model, torch_args):
     return model(*torch_args)
 
 
-def rss_kib(field: str) -> int:
-  with open("/proc/self/status") as f:
-    return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
 def measure_rss_peak(args, impl: str, size: int, dtype: str) -> float | None:
   """Peak RSS increase (MiB) of running ``impl`` in a fresh subprocess (``_rss_probe``).
 
@@ -161,13 +139,13 @@ def measure_rss_peak(args, impl: str, size: int, dtype: str) -> float | None:
   the memory running needs, caches the first call sets up (XLA's buffers, oneDNN's) included, weights,
   inputs and compilation excluded.
   """
-  cmd = [sys.executable, str(Path(__file__).resolve()), "--_rss-probe", impl, "--sizes", str(size),
+  cmd = [sys.executable, "-m", "benchmarks.portrait_bench", "--_rss-probe", impl, "--sizes", str(size),
          "--batch", str(args.batch), "--dtype", dtype, "--model", args.model,
          "--formulation", args.formulation]
   env = {**os.environ, **RSS_PROBE_ENV}
   try:
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.probe_timeout,
-                         check=True).stdout
+                         check=True, cwd=Path(__file__).resolve().parents[1]).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_mib"]
   except (subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
     print(f"  (RSS probe {impl} {size}: failed: {str(e)[:200]})", flush=True)
@@ -182,19 +160,12 @@ def rss_probe(args, impl: str) -> None:
   else:
     model, torch_args = build_torch(args, scaling.random_params(model_config(args, "float32")), size)
     call = lambda: run_torch(model, torch_args)
-  base = rss_kib("VmRSS")
-  with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
+  base = profiling.process_memory_bytes("VmRSS")
+  if not profiling.reset_peak_rss():
+    raise SystemExit("cannot reset the peak RSS (/proc/self/clear_refs): no memory probe here")
   call()
   call()
-  print(json.dumps({"peak_mib": (rss_kib("VmHWM") - base) / 1024}))
-
-
-def device_peak_mib(device: jax.Device) -> float | None:
-  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-  if not stats or "peak_bytes_in_use" not in stats:
-    return None
-  return stats["peak_bytes_in_use"] / MIB
+  print(json.dumps({"peak_mib": (profiling.process_memory_bytes("VmHWM") - base) / MIB}))
 
 
 def bench_size(args, size: int, dtype: str) -> tuple[Row, str]:
@@ -227,10 +198,10 @@ def bench_size(args, size: int, dtype: str) -> tuple[Row, str]:
     jax_peak = measure_rss_peak(args, "jax", size, dtype) if args.memory else None
     torch_peak = measure_rss_peak(args, "torch", size, dtype) if args.memory and use_torch else None
   else:
-    peak_kind = "device peak_bytes_in_use"
-    jax_peak, torch_peak = device_peak_mib(device), None
+    peak, peak_kind = profiling.peak_memory([device])
+    jax_peak, torch_peak = (None if peak is None else peak / MIB), None
   row = Row(size=size, batch=args.batch, dtype=dtype, formulation=args.formulation,
-            device=device_name(device), jax_ms_per_img=per_img(jax_t), jax_compile_s=compile_s,
+            device=profiling.device_name(device), jax_ms_per_img=per_img(jax_t), jax_compile_s=compile_s,
             gflop_per_img=gflop, jax_peak_mib=jax_peak, jax_peak_kind=peak_kind, xla_temp_mib=temp,
             torch_ms_per_img=per_img(torch_t) if torch_t else None, torch_peak_mib=torch_peak,
             max_abs_err=err, load_before=load_before, load_after=load_average())
@@ -326,7 +297,6 @@ def markdown(rows: list[Row]) -> str:
 
 
 def resolve(formulation: str) -> str:
-  from jaxstyle import conv  # pylint: disable=g-import-not-at-top
   return conv.resolve_formulation(formulation)
 
 
@@ -356,8 +326,8 @@ def parse_args(argv=None):
                  help="also time the PyTorch eager reference (CPU, float32 only)")
   p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                  help="on CPU, measure each call's peak RSS in a subprocess (one more call per size)")
-  p.add_argument("--formulation", default="auto", choices=("auto", "xla", "same", "matmul"))
-  p.add_argument("--model", default="default", choices=tuple(portrait.MODEL_CONFIGS))
+  p.add_argument("--formulation", default="auto", choices=conv.FORMULATIONS)
+  p.add_argument("--model", default="default", choices=tuple(model_lib.MODEL_CONFIGS))
   p.add_argument("--csv", help="append the rows to this CSV file")
   p.add_argument("--md", help="append the markdown table to this file")
   p.add_argument("--probe-timeout", type=float, default=900)
@@ -374,7 +344,7 @@ def main(argv=None):
     rss_probe(args, args.rss_probe)
     return
   device = jax.devices()[0]
-  print(f"portrait program, model {args.model!r}, {device_name(device)}, jax {jax.__version__}, "
+  print(f"portrait program, model {args.model!r}, {profiling.device_name(device)}, jax {jax.__version__}, "
         f"load average {fmt(load_average(), '.2f')}", flush=True)
   if args.torch and (device.platform != "cpu" or args.dtype != ["float32"]):
     print("  (PyTorch reference skipped: it runs on CPU in float32 only)")

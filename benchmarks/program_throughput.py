@@ -1,12 +1,15 @@
-"""Images/s, compile time, FLOPs and peak device memory of the portrait program on the current backend.
+"""Images/s, compile time, FLOPs and peak memory of the portrait program on the current backend.
 
-    python benchmarks/program_throughput.py --size 512 --batch 8 32 64 --dtype bfloat16
-    python benchmarks/program_throughput.py --size 2048 --batch 1
+    python -m benchmarks.program_throughput --size 512 --batch 8 32 64 --dtype bfloat16
+    python -m benchmarks.program_throughput --size 2048 --batch 1
 
-Random real-size weights ("default" model config); one jitted program over all local devices; median
-of ``--repeats`` timed calls after one warm-up. Prints one line per configuration and, with ``--csv``,
+Random real-size weights (``model.init_params`` of the "default" model config); one jitted program over
+all local devices; median of ``--repeats`` timed calls after one warm-up; FLOPs, peak memory and the
+device name from ``jaxstyle.profiling``. Prints one line per configuration and, with ``--csv``,
 appends rows to a CSV file.
 """
+from __future__ import annotations
+
 import argparse
 import csv
 import dataclasses
@@ -15,20 +18,16 @@ import time
 import jax
 import numpy as np
 
-from experiments import scaling
+from jaxstyle import model
 from jaxstyle import portrait
-
-
-def peak_memory_gib() -> float | None:
-  stats = jax.devices()[0].memory_stats() or {}
-  peak = stats.get("peak_bytes_in_use")
-  return None if peak is None else peak / 2**30
+from jaxstyle import profiling
+from jaxstyle import sharding
 
 
 def measure(size: int, batch: int, dtype: str, repeats: int, mode: str) -> dict:
-  cfg = dataclasses.replace(portrait.MODEL_CONFIGS["default"], dtype=dtype)
-  mesh = portrait.data_mesh()
-  params = portrait.init_params(cfg, jax.random.key(0))
+  cfg = dataclasses.replace(model.MODEL_CONFIGS["default"], dtype=dtype)
+  mesh = sharding.data_mesh()
+  params = model.init_params(cfg, jax.random.key(0))
   rng = np.random.default_rng(0)
   content = rng.uniform(size=(batch, size, size, 3)).astype(np.float32)
   style = rng.uniform(size=(batch, size, size, 3)).astype(np.float32)
@@ -37,8 +36,7 @@ def measure(size: int, batch: int, dtype: str, repeats: int, mode: str) -> dict:
   t0 = time.perf_counter()
   compiled = program.lower(params, content, style, controls).compile()
   compile_s = time.perf_counter() - t0
-  # On the lowered program: a compiled GPU program's cost analysis counts cuDNN convolutions as zero.
-  flops = scaling.counted_flops(
+  flops = profiling.counted_flops(
       cfg, lambda c: portrait.make_program(c, mesh, mode=mode).lower(params, content, style, controls))
   flops = float("nan") if flops is None else flops
   jax.block_until_ready(compiled(params, content, style, controls))
@@ -48,11 +46,13 @@ def measure(size: int, batch: int, dtype: str, repeats: int, mode: str) -> dict:
     jax.block_until_ready(compiled(params, content, style, controls))
     times.append(time.perf_counter() - t0)
   step = float(np.median(times))
-  return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
+  peak, _ = profiling.peak_memory()
+  return {"backend": jax.default_backend(), "device": profiling.device_name(),
           "devices": len(jax.devices()), "mode": mode, "size": size, "batch": batch, "dtype": dtype,
           "compile_s": round(compile_s, 2), "ms_per_batch": round(step * 1e3, 2),
           "img_per_s": round(batch / step, 2), "gflop_per_img": round(flops / batch / 1e9, 1),
-          "tflop_per_s": round(flops / step / 1e12, 1), "peak_gib": peak_memory_gib()}
+          "tflop_per_s": round(flops / step / 1e12, 1),
+          "peak_gib": None if peak is None else round(peak / 2**30, 2)}
 
 
 def main():

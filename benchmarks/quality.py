@@ -2,8 +2,8 @@
 that nobody here trained.
 
     pip install -e ".[quality]" && pip install --no-deps mediapipe==0.10.21   # see docs/quality.md
-    python benchmarks/quality.py --small --out out/quality      # 4 portraits × 2 paintings, CPU ≤ 10 min
-    python benchmarks/quality.py --out out/quality              # all 13 × 4
+    python -m benchmarks.quality --small --out out/quality      # 4 portraits × 2 paintings, CPU ≤ 10 min
+    python -m benchmarks.quality --out out/quality              # all 13 × 4
 
 Pairs: the portraits and paintings in ``train/configs/sanet.py:QUALITY_HELD_OUT_*`` (the ``shared_data``
 config never trains on them), center-cropped to squares of ``--size`` px, so every system sees the same
@@ -53,10 +53,9 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from train.configs import sanet as sanet_config
 
-from train.configs import sanet as sanet_config  # pylint: disable=wrong-import-position
+REPO = Path(__file__).resolve().parents[1]
 
 PORTRAITS = sanet_config.QUALITY_HELD_OUT_PORTRAITS
 PAINTINGS = sanet_config.QUALITY_HELD_OUT_PAINTINGS

@@ -13,8 +13,8 @@ a GPU user would (``benchmarks/gpu_side_by_side.py``, eager and under ``torch.co
 and attention in ``dtype``, the input convention, feature statistics, sigmoid, blur and blend in float32,
 as in the JAX program.
 
-Only the ``"shared"`` SegNet (no batch norm, no second encoder) is implemented: it is what the
-``"default"`` and ``"tiny"`` model configs use.
+SegNet decodes the content encoder's pass and, for each ``ModelConfig.segnet_sides`` shorter than the
+content, an antialiased downscale's own pass, as ``portrait.segment`` does.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from jaxstyle import portrait as portrait_lib
+from jaxstyle import model as model_lib
 from jaxstyle import segnet as segnet_lib
 from jaxstyle import vgg as vgg_lib
 
@@ -233,13 +233,11 @@ class SegNetDecoder(nn.Module):
 
   def __init__(self, params: dict, config: segnet_lib.SegNetConfig):
     super().__init__()
-    if config.encoder != "shared" or config.batch_norm:
-      raise NotImplementedError("the benchmark reference implements the 'shared' SegNet only")
     self.config = config
     self.convs = nn.ModuleDict({f"unpool{level}_conv{i + 1}": _conv_from(params[f"unpool{level}_conv{i + 1}"], "zero")
                                 for level, widths in config.stages for i in range(len(widths))})
-    self.skips = dict(getattr(config, "skips", ()))
-    grids = getattr(config, "context", ())
+    self.skips = dict(config.skips)
+    grids = config.context
     self.context = PyramidContext(params["context"], grids) if grids else None
     self.fusions = nn.ModuleDict({f"skip{level}": SkipFusion(params[f"skip{level}"]) for level in self.skips})
 
@@ -260,7 +258,7 @@ class SegNetDecoder(nn.Module):
 
 
 def gaussian_blur(x, sigma: float):
-  """Separable Gaussian blur of ``[B, H, W]`` with replicated borders (``portrait.gaussian_blur``)."""
+  """Separable Gaussian blur of ``[B, H, W]`` with replicated borders (``ops.gaussian_blur``)."""
   radius = int(math.ceil(3 * sigma))
   if radius < 1:
     return x
@@ -289,13 +287,11 @@ class Portrait(nn.Module):
   ``mode="plain"``: the background region only, no SegNet (``stylize(..., mode="plain")``).
   """
 
-  def __init__(self, params: dict, cfg: portrait_lib.ModelConfig, feather: float = 0.01, *,
+  def __init__(self, params: dict, cfg: model_lib.ModelConfig, feather: float = 0.01, *,
                mode: str = "portrait", identity: bool = True, attention: str = "bmm"):
     super().__init__()
     if mode not in MODES:
       raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    if cfg.segnet not in segnet_lib.SEGNET_CONFIGS or segnet_lib.SEGNET_CONFIGS[cfg.segnet].encoder != "shared":
-      raise NotImplementedError("the benchmark reference implements the 'shared' SegNet only")
     to_np = lambda tree: {k: to_np(v) if isinstance(v, dict) else np.asarray(v) for k, v in tree.items()}
     p = to_np(params)
     self.mode, self.identity = mode, identity
@@ -303,8 +299,22 @@ class Portrait(nn.Module):
     self.transform = Transform(p["transform"]["params"], attention)
     self.decoder = Decoder(p["decoder"]["params"], cfg.decoder_layers)
     if mode == "portrait":
-      self.segnet = SegNetDecoder(p["segnet"]["params"], segnet_lib.SEGNET_CONFIGS[cfg.segnet])
-    self.feather = feather
+      self.segnet = SegNetDecoder(p["segnet"]["params"], cfg.segnet)
+    self.segnet_sides, self.feather = cfg.segnet_sides, feather
+
+  def person_mask(self, content, content_feats, hw):
+    """``portrait.segment``: SegNet logits of the content and of an antialiased downscale to each
+    smaller ``segnet_sides`` (through its own VGG pass), averaged, sigmoid, feathered."""
+    logits = self.segnet(content_feats).float()
+    sides = [side for side in self.segnet_sides if side < max(hw)]
+    for side in sides:
+      scale = side / max(hw)
+      small_hw = (max(1, round(hw[0] * scale)), max(1, round(hw[1] * scale)))
+      small = F.interpolate(content, size=small_hw, mode="bilinear", antialias=True, align_corners=False)
+      small_logits = self.segnet(self.encoder(small)).float()
+      logits = logits + F.interpolate(small_logits[:, None], size=tuple(hw), mode="bilinear",
+                                      align_corners=False)[:, 0]
+    return gaussian_blur(torch.sigmoid(logits / (1 + len(sides))), self.feather * max(hw))
 
   def forward(self, content, style, controls):
     """NCHW ``content``/``style`` in [0, 1], ``controls`` as ``Controls.as_array()`` → dict like JAX's."""
@@ -323,7 +333,7 @@ class Portrait(nn.Module):
     images = images.view(regions, -1, *images.shape[1:])
     if self.mode == "plain":
       return {"image": images[0]}
-    mask = gaussian_blur(torch.sigmoid(self.segnet(cf).float()), self.feather * max(hw))
+    mask = self.person_mask(content, cf, hw)
     image = mask[:, None] * images[1] + (1 - mask[:, None]) * images[0]
     return {"image": image, "mask": mask, "background": images[0], "person": images[1]}
 

@@ -4,7 +4,7 @@ Runs the real jitted step on synthetic device-resident data (random uint8 images
 step, as the ``shared_data`` configs do) with a random encoder (speed does not depend on the weights),
 over every combination of the given batch sizes, crops and dtypes, and prints a table:
 
-    python benchmarks/train_throughput.py --trainer sanet --config train/configs/sanet.py:shared_data \
+    python -m benchmarks.train_throughput --trainer sanet --config train/configs/sanet.py:shared_data \
         --batch_sizes 8,32 --crops 256 --dtypes float32,bfloat16 --steps 20
 
 On CPU use small sizes (``--model tiny --crops 64``). Add ``--json FILE`` to keep the rows.
@@ -12,7 +12,6 @@ On CPU use small sizes (``--model tiny --crops 64``). Add ``--json FILE`` to kee
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import importlib.util
 import itertools
@@ -20,12 +19,13 @@ import json
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import portrait
+from jaxstyle import encoder_weights
+from jaxstyle import profiling
 from jaxstyle import sanet_training
 from jaxstyle import segnet_training
+from jaxstyle import sharding
 from jaxstyle import training
 
 
@@ -50,19 +50,20 @@ def bench(trainer: str, config, *, model: str, batch: int, crop: int, dtype: str
   config.model, config.batch_size, config.crop, config.dtype = model, batch, crop, dtype
   config.formulation = formulation
   config.resize = max(config.resize, crop)
-  mesh = training.data_mesh()
+  mesh = sharding.data_mesh()
   module = sanet_training if trainer == "sanet" else segnet_training
   hp = module.hparams_from_config(config)
   with jax.set_mesh(mesh):
     _, init = training.abstract_train_state(functools.partial(module.init_trainable, hp),
                                             module.make_optimizer(hp), jax.random.PRNGKey(0), mesh)
     state = init(jax.random.PRNGKey(0))
-    frozen = training.place_replicated(mesh, training.frozen_encoder("random", hp.model, 0)[0])
+    frozen = sharding.place_replicated(mesh, encoder_weights.frozen_encoder("random", hp.model, 0)[0])
     if trainer == "sanet":
       data = {k: synthetic_resident(images, config.resize, 3, i) for i, k in enumerate(("content", "style"))}
-    else:
-      data = synthetic_resident(images, config.resize, 4, 0)
-    data = training.place_replicated(mesh, data)
+    else:   # people with their masks (RGB + alpha) composited over backgrounds, as segnet_training does
+      data = {"people": synthetic_resident(images, config.resize, 4, 0),
+              "backgrounds": synthetic_resident(images, config.resize, 3, 1)}
+    data = sharding.place_replicated(mesh, data)
     t0 = time.perf_counter()
     step = module.train_step.lower(state, frozen, data, hp=hp).compile()
     compile_s = time.perf_counter() - t0
@@ -75,14 +76,14 @@ def bench(trainer: str, config, *, model: str, batch: int, crop: int, dtype: str
     step_s = (time.perf_counter() - t0) / steps
   return {"trainer": trainer, "model": model, "dtype": dtype, "batch": batch, "crop": crop,
           "compile_s": round(compile_s, 2), "step_ms": round(1000 * step_s, 2),
-          "img_per_s": round(batch / step_s, 2), "device": training.device_description()}
+          "img_per_s": round(batch / step_s, 2), "device": profiling.device_description()}
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--trainer", choices=("sanet", "segnet"), default="sanet")
   parser.add_argument("--config", default=None, help="config file[:variant] (default: the trainer's)")
-  parser.add_argument("--model", default="default", help="key of portrait.MODEL_CONFIGS")
+  parser.add_argument("--model", default="default", help="key of model.MODEL_CONFIGS")
   parser.add_argument("--batch_sizes", default="8")
   parser.add_argument("--crops", default="256")
   parser.add_argument("--dtypes", default="float32")

@@ -3,9 +3,9 @@ r"""Scaling sweep of the portrait program (``--what infer``) or the SANet train 
 Sweeps the number of devices used (sub-meshes of ``jax.devices()[:n]``: 1, 2, 4, … and all), strong
 scaling (``--batches`` is the global batch) and/or weak scaling (``--batches`` is the per-device batch),
 resolutions and dtypes. Per configuration: compile time, median step time over ``--repeats`` steps after
-one warm-up, images/s, peak device memory, XLA's memory analysis of the compiled program, FLOPs per image
-(XLA cost analysis of the lowered program, ``counted_flops``) and the achieved fraction of the device's
-peak FLOP/s (``PEAK_TFLOPS``). Writes ``scaling_{what}.csv``, ``.md`` and ``.png`` (img/s vs devices,
+one warm-up, images/s, peak memory, XLA's memory analysis of the compiled program, FLOPs per image
+(XLA cost analysis of the lowered program, ``profiling.counted_flops``) and the achieved fraction of the
+device's peak FLOP/s (``PEAK_TFLOPS``). Writes ``scaling_{what}.csv``, ``.md`` and ``.png`` (img/s vs devices,
 ms/img vs resolution, memory vs resolution) under ``--out``; an out-of-memory configuration is a row
 with status ``oom``. ``--max-seconds`` ends the sweep cleanly, keeping what was measured.
 
@@ -29,9 +29,7 @@ import csv
 import dataclasses
 import functools
 import gc
-import math
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -39,10 +37,13 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-from jax.extend import backend as jax_backend
 import numpy as np
 
+from jaxstyle import distributed
+from jaxstyle import model as model_lib
 from jaxstyle import portrait
+from jaxstyle import profiling
+from jaxstyle import sharding
 
 MIB = 2**20
 
@@ -134,12 +135,6 @@ def put(x: np.ndarray, sharding) -> jax.Array:
   return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
-def device_kind(device) -> str:
-  if device.platform == "cpu":
-    return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
-  return device.device_kind
-
-
 def peak_tflops(device, dtype: str) -> tuple[float | None, str]:
   """(per-device dense peak TFLOP/s for ``dtype``, source note); (None, reason) where unknown."""
   if device.platform == "cpu":
@@ -149,20 +144,6 @@ def peak_tflops(device, dtype: str) -> tuple[float | None, str]:
     if key.lower() in kind.lower():
       return peaks.get(dtype), note
   return None, f"no peak figure for {kind!r}"
-
-
-def peak_memory_mib(devices) -> float | None:
-  """Max over ``devices`` of ``memory_stats()["peak_bytes_in_use"]`` (None where unsupported, e.g. CPU).
-
-  The counter is cumulative over the process: configurations run in order of increasing pixels per
-  device, so it is the current configuration's peak while memory grows with them.
-  """
-  peaks = []
-  for d in local(devices):
-    stats = d.memory_stats() if hasattr(d, "memory_stats") else None
-    if stats and "peak_bytes_in_use" in stats:
-      peaks.append(stats["peak_bytes_in_use"])
-  return max(peaks) / MIB if peaks else None
 
 
 def is_oom(e: BaseException) -> bool:
@@ -175,79 +156,10 @@ def is_oom(e: BaseException) -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def random_params(model_cfg: portrait.ModelConfig, seed: int = 0) -> dict:
-  """Host float32 params of ``model_cfg`` with LeCun-normal kernels and zero biases.
-
-  ``portrait.init_params`` runs the encoder to find feature shapes: eagerly that takes ~50 s on a busy
-  2-core CPU, jitted ~40 s of compile. Only its shapes are traced here (``jax.eval_shape``); the values
-  are drawn with numpy, with the init's scale (speed does not depend on the values).
-  """
-  shapes = jax.eval_shape(lambda: portrait.init_params(model_cfg, jax.random.PRNGKey(seed)))
-  rng = np.random.default_rng(seed)
-
-  def draw(path, s):
-    name = jax.tree_util.keystr(path)
-    if "kernel" in name:
-      fan_in = int(np.prod(s.shape[:-1]))
-      return (rng.standard_normal(s.shape) / np.sqrt(fan_in)).astype(s.dtype)
-    if "scale" in name or "var" in name:        # batch-norm scales and running variances
-      return np.ones(s.shape, s.dtype)
-    return np.zeros(s.shape, s.dtype)
-
-  return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
-def cpu_cost_analysis(lowered) -> dict:
-  """XLA:CPU's cost analysis of a lowered module, whichever backend it was lowered for.
-
-  ``Lowered.cost_analysis()`` asks the program's own backend, and the CUDA plugin (a PJRT C API
-  client) has none: the GPU sweeps printed ``n/a`` for GFLOP/img. The lowered HLO is the same
-  arithmetic on every backend (convolutions and dots are still HLO ops; only compiling turns them
-  into cuDNN/cuBLAS calls), so the CPU client counts it on all of them.
-  """
-  from jax._src.lib import _jax  # pylint: disable=g-import-not-at-top  (no public API for this yet)
-  cpu = jax_backend.get_backend("cpu")
-  return _jax.hlo_module_cost_analysis(cpu, lowered.compiler_ir("hlo").as_hlo_module())
-
-
-def lowered_flops(lowered) -> float | None:
-  """FLOPs of the lowered (global, not yet partitioned) program, counted by XLA:CPU on every backend.
-
-  The lowered module still has every convolution as an HLO op; a compiled GPU program hides cuDNN
-  convolutions in custom calls that its cost analysis counts as zero. Falls back to the backend's own
-  analysis where no CPU client exists (e.g. ``JAX_PLATFORMS=cuda``).
-  """
-  try:
-    cost = cpu_cost_analysis(lowered)
-  except Exception:  # pylint: disable=broad-except
-    try:
-      cost = lowered.cost_analysis()
-    except Exception:  # pylint: disable=broad-except
-      return None
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else None
-  return float(cost["flops"]) if cost and cost.get("flops") else None
-
-
-def counted_flops(model_cfg: portrait.ModelConfig,
-                  lower: Callable[[portrait.ModelConfig], Any]) -> float | None:
-  """FLOPs of the program that ``lower(cfg)`` lowers, counted on ``portrait.unchunked(model_cfg)``.
-
-  XLA's cost analysis counts a loop body once: with the attention in query chunks (relu4_1 from 1024²
-  on) the program itself would be counted 20% (1024²) to 60% (2048²) short.
-  """
-  return lowered_flops(lower(portrait.unchunked(model_cfg)))
-
-
-def _memory(compiled) -> tuple[float | None, float | None]:
-  """(temp + output, argument) MiB of the compiled program, per device."""
-  try:
-    m = compiled.memory_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None, None
-  if m is None:
-    return None, None
-  return (m.temp_size_in_bytes + m.output_size_in_bytes) / MIB, m.argument_size_in_bytes / MIB
+def random_params(model_cfg: model_lib.ModelConfig, seed: int = 0) -> dict:
+  """Host float32 params of ``model_cfg`` (``model.init_params``): the same on every process, so each
+  can place its shards of them (``put``)."""
+  return jax.device_get(model_lib.init_params(model_cfg, jax.random.key(seed)))
 
 
 @dataclasses.dataclass
@@ -259,7 +171,7 @@ class Prepared:
   args_mib: float | None
 
 
-def prepare_infer(model_cfg: portrait.ModelConfig, mesh, cfg: Config, compile_only: bool) -> Prepared:
+def prepare_infer(model_cfg: model_lib.ModelConfig, mesh, cfg: Config, compile_only: bool) -> Prepared:
   """The portrait program on ``mesh`` with a batch of random images, compiled (AOT)."""
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
@@ -278,13 +190,13 @@ def prepare_infer(model_cfg: portrait.ModelConfig, mesh, cfg: Config, compile_on
   t0 = time.perf_counter()
   compiled = program.lower(*args).compile()
   compile_s = time.perf_counter() - t0
-  temp, arg_mib = _memory(compiled)
+  temp, arg_mib = profiling.compiled_memory_mib(compiled)
   step = None if compile_only else (lambda: jax.block_until_ready(compiled(*args)))
-  flops = counted_flops(model_cfg, lambda c: portrait.make_program(c, mesh).lower(*args))
+  flops = profiling.counted_flops(model_cfg, lambda c: portrait.make_program(c, mesh).lower(*args))
   return Prepared(step, compile_s, flops, temp, arg_mib)
 
 
-def prepare_train(model_cfg: portrait.ModelConfig, mesh, cfg: Config, compile_only: bool) -> Prepared:
+def prepare_train(model_cfg: model_lib.ModelConfig, mesh, cfg: Config, compile_only: bool) -> Prepared:
   """One SANet train step (``jaxstyle.sanet_training.train_step``) on random placed batches."""
   try:
     from jaxstyle import sanet_training  # pylint: disable=g-import-not-at-top
@@ -293,27 +205,26 @@ def prepare_train(model_cfg: portrait.ModelConfig, mesh, cfg: Config, compile_on
     raise RuntimeError(f"--what train needs jaxstyle.sanet_training and its imports: {e}") from e
   hp = sanet_training.Hparams(model=model_cfg, batch_size=cfg.global_batch, crop=cfg.resolution)
   params = random_params(model_cfg)
-  # The step's state, built from random_params rather than the jitted ``init_trainable`` (which would
-  # compile an encoder pass first); the Adam state is optax's own init.
+  # The step's state from the sweep's params (no second init); the Adam state is optax's own init.
   trainable = {k: params[k] for k in sanet_training.TRAINED}
   state = training.TrainState(step=np.zeros((), np.int32), params=trainable,
                               opt_state=sanet_training.make_optimizer(hp).init(trainable),
                               rng=np.asarray(jax.random.PRNGKey(0)))
   with jax.set_mesh(mesh):
-    frozen = training.place_replicated(mesh, {"encoder": params["encoder"]})
-    state = training.place_replicated(mesh, state)
+    frozen = sharding.place_replicated(mesh, {"encoder": params["encoder"]})
+    state = sharding.place_replicated(mesh, state)
     if compile_only:
       state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
     rng = np.random.default_rng(0)
     shape = (cfg.global_batch, cfg.resolution, cfg.resolution, 3)
-    data = {k: put(rng.uniform(size=shape).astype(np.float32), training.batch_sharding(mesh))
+    data = {k: put(rng.uniform(size=shape).astype(np.float32), sharding.batch_sharding(mesh))
             for k in ("content", "style")}
     t0 = time.perf_counter()
     compiled = sanet_training.train_step.lower(state, frozen, data, hp=hp).compile()
     compile_s = time.perf_counter() - t0
-    flops = counted_flops(model_cfg, lambda c: sanet_training.train_step.lower(
+    flops = profiling.counted_flops(model_cfg, lambda c: sanet_training.train_step.lower(
         state, frozen, data, hp=dataclasses.replace(hp, model=c)))
-  temp, arg_mib = _memory(compiled)
+  temp, arg_mib = profiling.compiled_memory_mib(compiled)
   holder = {"state": state}
 
   def step():
@@ -367,13 +278,13 @@ def measure(args, cfg: Config, devices, deadline: float) -> dict[str, Any]:
   """One configuration → one CSV row (``status``: ok | partial (fewer steps: time budget) | oom | error
   | compiled (``--compile-only``))."""
   used = sub_devices(devices, cfg.devices)
-  mesh = portrait.data_mesh(used)
-  model_cfg = dataclasses.replace(portrait.MODEL_CONFIGS[args.model], dtype=cfg.dtype,
+  mesh = sharding.data_mesh(used)
+  model_cfg = dataclasses.replace(model_lib.MODEL_CONFIGS[args.model], dtype=cfg.dtype,
                                   formulation=args.formulation)
   peak, peak_note = peak_tflops(used[0], cfg.dtype)
   row = {**{k: None for k in FIELDS}, "what": cfg.what, "scaling": cfg.scaling, "devices": cfg.devices,
          "global_batch": cfg.global_batch, "per_device_batch": cfg.per_device_batch,
-         "resolution": cfg.resolution, "dtype": cfg.dtype, "device_kind": device_kind(used[0]),
+         "resolution": cfg.resolution, "dtype": cfg.dtype, "device_kind": profiling.device_name(used[0]),
          "platform": used[0].platform, "model": args.model,
          "peak_tflops": peak, "note": peak_note if peak is None else ""}
   if simulated_cpu(used):
@@ -399,7 +310,7 @@ def measure(args, cfg: Config, devices, deadline: float) -> dict[str, Any]:
     step_s = statistics.median(times)
     row.update(status="ok" if len(times) == args.repeats else "partial", steps_timed=len(times),
                ms_per_step=round(step_s * 1e3, 2), ms_per_img=round(step_s * 1e3 / cfg.global_batch, 3),
-               img_per_s=round(cfg.global_batch / step_s, 2), peak_mem_mib=_round(peak_memory_mib(used)))
+               img_per_s=round(cfg.global_batch / step_s, 2), peak_mem_mib=_round(_peak_mib(used)))
     if row["gflop_per_img"]:
       achieved = row["gflop_per_img"] * row["img_per_s"] / 1e3
       row["achieved_tflops"] = float(f"{achieved:.4g}")
@@ -414,6 +325,11 @@ def measure(args, cfg: Config, devices, deadline: float) -> dict[str, Any]:
   if used[0].platform == "cpu" and hasattr(os, "getloadavg"):
     row["load_avg"] = round(os.getloadavg()[0], 2)     # other processes share a CPU's cores
   return row
+
+
+def _peak_mib(devices) -> float | None:
+  peak, _ = profiling.peak_memory(devices)
+  return None if peak is None else peak / MIB
 
 
 def _round(x, nd=1):
@@ -460,7 +376,7 @@ def markdown(rows: list[dict], title: str, notes: list[str]) -> str:
   cols = (("scaling", "scaling", ""), ("devices", "devices", ""), ("global_batch", "batch", ""),
           ("resolution", "res", ""), ("dtype", "dtype", ""), ("status", "status", ""),
           ("img_per_s", "img/s", ".1f"), ("ms_per_step", "ms/step", ".1f"), ("ms_per_img", "ms/img", ".2f"),
-          ("compile_s", "compile s", ".1f"), ("peak_mem_mib", "peak dev MiB", ".0f"),
+          ("compile_s", "compile s", ".1f"), ("peak_mem_mib", "peak MiB", ".0f"),
           ("xla_temp_mib", "XLA temp MiB", ".0f"), ("gflop_per_img", "GFLOP/img", ".1f"),
           ("achieved_tflops", "TFLOP/s", ".2f"), ("frac_of_peak", "of peak", ".1%"))
   if any(r.get("load_avg") is not None for r in rows):
@@ -572,17 +488,18 @@ def write_outputs(args, rows: list[dict], devices) -> None:
   out.mkdir(parents=True, exist_ok=True)
   stem = out / f"scaling_{args.what}"
   write_csv(stem.with_suffix(".csv"), rows)
-  kind = device_kind(devices[0])
+  kind = profiling.device_name(devices[0])
   what = "portrait program (inference)" if args.what == "infer" else "SANet train step"
   title = f"{what}, model {args.model!r}, {kind}" + (", simulated devices" if simulated_cpu(devices) else "")
   notes = [f"device: {kind}; {len(devices)} device(s) in {jax.process_count()} process(es); "
            f"jax {jax.__version__}",
            "img/s: global batch / median step time; ms/img: step time / global batch",
-           "peak dev MiB: `memory_stats()['peak_bytes_in_use']` (max over the devices used, cumulative over "
-           "the run, configs in increasing size), n/a where the backend has none (CPU); XLA temp MiB: "
+           "peak MiB (`jaxstyle.profiling.peak_memory`): `memory_stats()['peak_bytes_in_use']` (max over the "
+           "devices used, cumulative over the run, configs in increasing size), or where the backend has "
+           "none (CPU) the process's peak resident set (VmHWM); XLA temp MiB: "
            "`compiled.memory_analysis()` temp + output buffers per device",
            "GFLOP/img: XLA cost analysis of the lowered program (attention counted unchunked: "
-           "`counted_flops`) / global batch; TFLOP/s: GFLOP/img × img/s; "
+           "`profiling.counted_flops`) / global batch; TFLOP/s: GFLOP/img × img/s; "
            "of peak: against `PEAK_TFLOPS` × devices (float32 on NVIDIA = TF32 peak)"]
   if simulated_cpu(devices):
     notes.insert(0, f"**{SIMULATED_NOTE}**")
@@ -610,7 +527,7 @@ def parse_args(argv=None):
                  "(overrides --resolutions, --batches, --megapixels-per-device)")
   p.add_argument("--resolutions", type=ints, default=[256, 512, 1024, 2048])
   p.add_argument("--dtypes", type=lambda s: s.split(","), default=["float32", "bfloat16"])
-  p.add_argument("--model", default="default", choices=tuple(portrait.MODEL_CONFIGS))
+  p.add_argument("--model", default="default", choices=tuple(model_lib.MODEL_CONFIGS))
   p.add_argument("--formulation", default="auto")
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--max-seconds", type=float, default=float("inf"),
@@ -626,8 +543,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> list[dict]:
   args = parse_args(argv)
-  from jaxstyle import training  # pylint: disable=g-import-not-at-top
-  training.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+  distributed.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
   lead = jax.process_index() == 0
   say = (lambda *a: print(*a, flush=True)) if lead else (lambda *a: None)
   t_start = time.perf_counter()
@@ -636,7 +552,7 @@ def main(argv=None) -> list[dict]:
   if simulated_cpu(devices):
     say(f"NOTE: {SIMULATED_NOTE}.")
   todo = configs(args, len(devices), jax.process_count())
-  say(f"{args.what}: {len(todo)} configurations on {len(devices)} × {device_kind(devices[0])} "
+  say(f"{args.what}: {len(todo)} configurations on {len(devices)} × {profiling.device_name(devices[0])} "
       f"({jax.process_count()} process(es)), budget {args.max_seconds:.0f} s")
   csv_path = Path(args.out) / f"scaling_{args.what}.csv"
   rows = read_csv(csv_path) if args.append and lead else []

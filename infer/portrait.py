@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     for field, metavar, help_ in (
         ("w1", "W1", f"weight {w_range} of the relu4_1 attention (local texture) in the"),
         ("w2", "W2", f"weight {w_range} of the relu5_1 attention (global structure) in the"),
-        ("alpha", "A", "style strength 0..1 (0 = content features, 1 = full transfer) in the")):
+        ("alpha", "A", "style strength 0..1 (0 = SANet's identity transfer T(c, c), 1 = full transfer) in the")):
       name = f"{field}_{region}"
       p.add_argument(f"--{field}-{region}", type=float, default=getattr(Controls, name), metavar=metavar,
                      help=f"{help_} {what} (%(default)s)")

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxstyle import ops
+
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
@@ -38,7 +40,7 @@ class AugmentConfig:
 NO_AUGMENT = AugmentConfig(paste_prob=0.0, negative_prob=0.0, brightness=0.0, contrast=0.0,
                            saturation=0.0, white_balance=0.0, blur_prob=0.0, noise=0.0, jpeg_prob=0.0)
 
-BLUR_RADIUS = 6   # taps each side: covers 3σ of the largest blur
+BLUR_RADIUS = 6   # taps each side: covers 3σ of the largest blur (``blur_sigma``)
 
 
 def paste(person: jax.Array, width: jax.Array, transposed: jax.Array, background: jax.Array,
@@ -74,20 +76,11 @@ def paste(person: jax.Array, width: jax.Array, transposed: jax.Array, background
   return image, alpha
 
 
-def gaussian_taps(sigma: jax.Array) -> jax.Array:
-  """Normalised 1-D Gaussian of ``2·BLUR_RADIUS + 1`` taps; σ → 0 gives the identity."""
-  x = jnp.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=jnp.float32)
-  taps = jnp.exp(-0.5 * (x / jnp.maximum(sigma, 1e-3)) ** 2)
-  return taps / taps.sum()
-
-
 def blur(image: jax.Array, sigma: jax.Array) -> jax.Array:
-  """Separable Gaussian blur of ``[H, W, C]`` with edge padding."""
-  taps = gaussian_taps(sigma)
-  r = BLUR_RADIUS
-  x = jnp.pad(image, ((r, r), (r, r), (0, 0)), mode="edge")
-  x = sum(taps[i] * x[i:i + image.shape[0]] for i in range(2 * r + 1))
-  return sum(taps[i] * x[:, i:i + image.shape[1]] for i in range(2 * r + 1))
+  """Gaussian blur of ``[H, W, C]`` with edge padding (``ops.gaussian_blur``, channels as items)."""
+  channels = image.transpose(2, 0, 1)
+  out = ops.gaussian_blur(channels, jnp.broadcast_to(sigma, channels.shape[:1]), max_sigma=BLUR_RADIUS / 3)
+  return out.transpose(1, 2, 0)
 
 
 def _dct_matrix(n: int = 8) -> np.ndarray:

@@ -1,32 +1,18 @@
 """Convolution used by every model in jaxstyle, with a per-backend formulation.
 
 All convolutions in SANet, its decoder, VGG and SegNet are stride-1 ``k×k`` convolutions with "same"
-padding (reflection or zeros). Three formulations, tested equal (``tests/test_conv.py``):
+padding (reflection or zeros). Two formulations, tested equal (``tests/test_conv.py``):
 
 - ``"xla"``: ``lax.conv_general_dilated`` (VALID) on the explicitly padded input: the textbook form,
   what cuDNN (GPU) and the MXU (TPU) want.
 - ``"same"``: ``lax.conv_general_dilated`` with the padding inside the convolution. Zero padding is the
   conv's own; reflection padding is zero padding plus an exact correction of the border pixels
   (``reflect_border_correction``). XLA:CPU (jaxlib ≥ 0.10) hands convolutions to YNNPACK, whose padded
-  convolution runs 2–3× faster than its VALID one on a padded copy (the 2.3× gap to PyTorch in
-  ``shared/PERF_NOTES.md`` was this VALID form); measured in ``docs/scaling.md``.
-- ``"matmul"``: the convolution as one matrix product (``conv_matmul``): the form that beat XLA:CPU's
-  VALID convolution before the padded path was found; kept as an independent formulation.
+  convolution runs 2–3× faster than its VALID one on a padded copy (measured on a 2-core x86 CPU,
+  2026-11, ``docs/scaling.md``).
 
 ``formulation="auto"`` is ``"same"`` on CPU and ``"xla"`` elsewhere. With ``"same"``, a 3×3 conv of a
 nearest ×2 upsample (the decoder) runs as four 2×2 convs of the low-resolution input (``upsample_conv``).
-
-``conv_matmul`` picks one of three layouts per layer shape, each a single matrix product whose operand
-is built by one fused copy and whose result is summed by one fused loop:
-
-- ``"rows"`` (most layers): the ``k`` horizontal shifts of the width-padded input, stacked on the
-  channel axis, times the kernel as a ``[k·C, k·D]`` matrix (one column block per kernel row); the
-  ``k`` row blocks of the result are summed with vertical shifts. One dot with ``k``× larger
-  contraction and output than a per-tap product, and no padded input copy: the height padding is
-  applied to the product (a per-pixel linear map commutes with reflecting or zero-padding rows).
-- ``"taps"`` (few outputs, e.g. the decoder's last RGB conv): the unpadded input times all ``k²`` taps
-  as a ``[C, k²·D]`` matrix; the result is padded and its ``k²`` tap blocks summed with shifts.
-- ``"patches"`` (few inputs, e.g. VGG's RGB conv1_1): the classic im2col, one ``[k²·C, D]`` product.
 """
 from __future__ import annotations
 
@@ -34,7 +20,9 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-FORMULATIONS = ("auto", "xla", "same", "matmul")
+from jaxstyle.ops import upsample2x
+
+FORMULATIONS = ("auto", "xla", "same")
 PADDINGS = ("reflect", "zero")
 
 
@@ -54,59 +42,6 @@ def pad(x: jax.Array, p: int, mode: str, axes: tuple[int, ...] = (1, 2)) -> jax.
     return x
   widths = [(p, p) if a in axes else (0, 0) for a in range(x.ndim)]
   return jnp.pad(x, widths, mode="reflect" if mode == "reflect" else "constant")
-
-
-def matmul_layout(kernel_shape: tuple[int, ...]) -> str:
-  """Which matmul layout ``conv_matmul`` uses for an HWIO kernel shape (see the module docstring).
-
-  ``taps`` writes a ``k²·D``-wide product and reads the input once; ``rows`` writes a ``k·C``-wide
-  operand and a ``k·D``-wide product. Per output pixel that is ``C + (2k² + 1)·D`` against
-  ``2k·C + (2k + 1)·D`` floats moved, so ``taps`` wins for few output channels.
-  """
-  k, _, c, d = kernel_shape
-  if k == 1:
-    return "dot"
-  if c * k * k <= 64:
-    return "patches"
-  if c + (2 * k * k + 1) * d <= 2 * k * c + (2 * k + 1) * d:
-    return "taps"
-  return "rows"
-
-
-def _shifted_sum(y: jax.Array, offsets, size: tuple[int, int]) -> jax.Array:
-  """``Σ_t y[:, di:di+H, dj:dj+W, t]`` over ``offsets[t] = (di, dj)``; fuses into one loop."""
-  h, w = size
-  out = None
-  for t, (di, dj) in enumerate(offsets):
-    term = y[:, di:di + h, dj:dj + w, t]
-    out = term if out is None else out + term
-  return out
-
-
-def conv_matmul(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
-  """"Same"-padded stride-1 conv of NHWC ``x`` with an HWIO ``kernel`` as one matrix product."""
-  k, kw, c, d = kernel.shape
-  if k != kw or k % 2 == 0:
-    raise ValueError(f"square odd kernels only, got {kernel.shape[:2]}")
-  b, h, w, _ = x.shape
-  p = k // 2
-  layout = matmul_layout(kernel.shape)
-  if layout == "dot":
-    return jnp.einsum("bhwc,cd->bhwd", x, kernel[0, 0])
-  if layout == "patches":
-    xp = pad(x, p, padding)
-    patches = jnp.concatenate([xp[:, i:i + h, j:j + w] for i in range(k) for j in range(k)], axis=-1)
-    return jnp.einsum("bhwc,cd->bhwd", patches, kernel.reshape(k * k * c, d))
-  if layout == "taps":
-    y = jnp.einsum("bhwc,cd->bhwd", x, kernel.transpose(2, 0, 1, 3).reshape(c, k * k * d))
-    y = pad(y.reshape(b, h, w, k * k, d), p, padding)
-    return _shifted_sum(y, [(i, j) for i in range(k) for j in range(k)], (h, w))
-  # rows: the k horizontal shifts side by side on the channel axis, one column block per kernel row.
-  xw = pad(x, p, padding, axes=(2,))
-  shifts = jnp.stack([xw[:, :, j:j + w] for j in range(k)], axis=3).reshape(b, h, w, k * c)
-  y = jnp.einsum("bhwc,cd->bhwd", shifts, kernel.transpose(1, 2, 0, 3).reshape(k * c, k * d))
-  y = pad(y.reshape(b, h, w, k, d), p, padding, axes=(1,))
-  return _shifted_sum(y, [(i, 0) for i in range(k)], (h, w))
 
 
 def reflect_border_correction(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -149,16 +84,9 @@ def conv(x: jax.Array, kernel: jax.Array, padding: str, formulation: str) -> jax
     return jnp.einsum("bhwc,cd->bhwd", x, kernel[0, 0])
   if formulation == "same":
     return conv_same(x, kernel, padding)
-  if formulation == "matmul":
-    return conv_matmul(x, kernel, padding)
   p = kernel.shape[0] // 2
   return jax.lax.conv_general_dilated(pad(x, p, padding), kernel, (1, 1), "VALID",
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def upsample2x(x: jax.Array) -> jax.Array:
-  """Nearest-neighbour ×2 upsampling of NHWC ``x`` (PyTorch's ``Upsample(scale_factor=2)``)."""
-  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
 def upsampled_phase_kernels(kernel: jax.Array) -> dict[tuple[int, int], jax.Array]:

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from jaxstyle import conv as conv_lib
 from jaxstyle.conv import Conv
+from jaxstyle.ops import upsample2x
 
 # (name, output channels, upsample ×2 after the ReLU) in forward order.
 DECODER_LAYERS = (
@@ -24,12 +24,6 @@ DECODER_LAYERS = (
     ("conv2_2", 128, False), ("conv2_1", 64, True),
     ("conv1_2", 64, False), ("conv1_1", 3, False),
 )
-TINY_DECODER_LAYERS = (
-    ("conv4_1", 8, True), ("conv3_1", 8, True), ("conv2_1", 4, True), ("conv1_1", 3, False),
-)
-
-
-upsample2x = conv_lib.upsample2x
 
 
 class Decoder(nn.Module):

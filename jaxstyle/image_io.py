@@ -16,17 +16,21 @@ Files are decoded fully (``Image.load``) inside the error handling, with
 against an explicit limit from the header, before any decoding (PIL's own DecompressionBombWarning is
 raised as an error too; where its global limit is lower, it wins).
 
-``save_image_atomic`` writes through a temporary file in the target folder and ``os.replace``, so an
-interrupted run never leaves a half-written image, and refuses to write over any input.
+``atomic_path`` is the project's one atomic writer (a temporary file in the target folder, synced, then
+``os.replace``); ``save_image_atomic`` writes images through it and refuses to write over any input.
+``IMAGE_SUFFIXES`` is the one list of image suffixes and ``decode_uint8`` the training pipelines' reader,
+sharing ``load_image``'s decoding.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -36,29 +40,40 @@ MIN_SIDE = 16             # relu5_1 is 1/16 of the image: anything smaller has n
 RESAMPLE_IMAGE = Image.Resampling.LANCZOS
 RESAMPLE_MASK = Image.Resampling.BILINEAR   # no ringing at mask edges
 PathLike = str | os.PathLike
+# The one list of accepted image suffixes (CLI folders, training folders, packing scripts).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                            ".pgm", ".pnm"})
 
 
 class ImageError(Exception):
   """An image file that cannot be read or written; the message is one line naming the file."""
 
 
+def is_image(path: PathLike) -> bool:
+  return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
 def _one_line(e: BaseException) -> str:
   return " ".join(str(e).split()) or type(e).__name__
 
 
-def _open(path: PathLike, max_pixels: int) -> Image.Image:
-  """Opens and fully decodes ``path`` with EXIF orientation applied, or raises ``ImageError``."""
-  path = Path(path)
-  if not path.exists():
+def _name(source: PathLike | bytes) -> PathLike:
+  return "<image bytes>" if isinstance(source, bytes) else source
+
+
+def _open(source: PathLike | bytes, max_pixels: int) -> Image.Image:
+  """Opens and fully decodes a file (or its bytes) with EXIF orientation applied, or raises ``ImageError``."""
+  path = _name(source) if isinstance(source, bytes) else Path(source)
+  if isinstance(path, Path) and not path.exists():
     raise ImageError(f"{path}: no such file")
-  if path.is_dir():
+  if isinstance(path, Path) and path.is_dir():
     raise ImageError(f"{path}: is a directory, not an image file")
   try:
-    if path.stat().st_size == 0:
+    if (len(source) if isinstance(source, bytes) else path.stat().st_size) == 0:
       raise ImageError(f"{path}: is empty (0 bytes)")
     with warnings.catch_warnings():
       warnings.simplefilter("error", Image.DecompressionBombWarning)
-      with Image.open(path) as img:   # reads the header only
+      with Image.open(io.BytesIO(source) if isinstance(source, bytes) else path) as img:   # header only
         w, h = img.size
         if w * h > max_pixels:
           raise ImageError(f"{path}: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the limit of "
@@ -127,23 +142,65 @@ def longest_side_hw(hw: tuple[int, int], side: int) -> tuple[int, int]:
   return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def shorter_side_hw(hw: tuple[int, int], side: int) -> tuple[int, int]:
+  """``hw`` scaled so its shorter side is ``side``, aspect kept (rounded, no side below ``side``)."""
+  h, w = hw
+  scale = side / min(h, w)
+  return max(side, round(h * scale)), max(side, round(w * scale))
+
+
+def _open_checked(source: PathLike | bytes, max_pixels: int, min_side: int) -> Image.Image:
+  img = _open(source, max_pixels)
+  if min(img.size) < min_side:
+    raise ImageError(f"{_name(source)}: {img.width}x{img.height} is too small (at least {min_side} px a side)")
+  return img
+
+
+def _on_white(img: Image.Image, path: PathLike) -> np.ndarray:
+  """Float32 ``[H, W, 3]`` RGB in [0, 1], any transparency composited on white."""
+  rgba = _rgba(img, path)
+  return rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
+
+
 def load_image(path: PathLike, max_side: int | None = None, *, max_pixels: int = MAX_PIXELS,
                min_side: int = MIN_SIDE) -> np.ndarray:
   """Float32 ``[H, W, 3]`` RGB in [0, 1]; longest side resized to ``max_side`` when given.
 
   Raises ``ImageError`` (one line, naming the file) for anything that is not a usable image.
   """
-  img = _open(path, max_pixels)
-  if min(img.size) < min_side:
-    raise ImageError(f"{path}: {img.width}x{img.height} is too small (at least {min_side} px a side)")
-  rgba = _rgba(img, path)
-  rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])   # composite on white
+  img = _open_checked(path, max_pixels, min_side)
+  rgb = _on_white(img, path)
   if max_side:
     rgb = _resize(rgb, longest_side_hw(rgb.shape[:2], max_side), RESAMPLE_IMAGE)
     if min(rgb.shape[:2]) < min_side:
       raise ImageError(f"{path}: {img.width}x{img.height} resized to a longest side of {max_side} is "
                        f"{rgb.shape[1]}x{rgb.shape[0]}, too small (at least {min_side} px a side)")
   return np.ascontiguousarray(rgb, np.float32)
+
+
+def decode_uint8(source: PathLike | bytes, shorter_side: int | None = None, *, upscale: bool = True,
+                 max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> np.ndarray:
+  """uint8 ``[H, W, 3]`` RGB of a file or encoded bytes, shorter side resized to ``shorter_side`` (only
+  when larger unless ``upscale``).
+
+  The training pipelines' reader: ``load_image``'s decoding and checks (EXIF orientation, transparency
+  on white, high bit depths scaled), with 8-bit pictures without transparency resized in 8 bits (no
+  float round trip for the common case). Raises ``ImageError``.
+  """
+  img = _open_checked(source, max_pixels, min_side)
+  hw = (img.height, img.width)
+  if shorter_side is not None and (upscale or min(hw) > shorter_side):
+    hw = shorter_side_hw(hw, shorter_side)
+  if img.mode in ("1", "L", "P", "RGB", "CMYK", "YCbCr") and not img.has_transparency_data:
+    try:
+      rgb = img.convert("RGB")
+    except (ValueError, OSError) as e:
+      raise ImageError(f"{_name(source)}: unsupported colour mode {img.mode} ({_one_line(e)})") from None
+    if rgb.size != hw[::-1]:
+      rgb = rgb.resize(hw[::-1], RESAMPLE_IMAGE)
+    return np.asarray(rgb, np.uint8)
+  rgb = _resize(_on_white(img, _name(source)), hw, RESAMPLE_IMAGE)
+  return np.round(rgb * 255.0).astype(np.uint8)
 
 
 def load_mask(path: PathLike, hw: tuple[int, int], *, max_pixels: int = MAX_PIXELS,
@@ -191,6 +248,34 @@ def _file_mode() -> int:
   return 0o666 & ~umask
 
 
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+  """A temporary path beside ``path`` that replaces ``path`` when the block succeeds.
+
+  The one way this project writes a file: readers see the old file or the whole new one, never part of
+  one; a failed block leaves no temporary file. The temporary name keeps ``path``'s suffix (muxers and
+  image writers pick the format from it); the new file is synced to disk before the rename and gets the
+  mode of any new file under this process's umask (not ``mkstemp``'s private 0600). Missing parent
+  folders are created.
+  """
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".partial{path.suffix}")
+  os.close(fd)
+  try:
+    yield Path(tmp)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+    os.chmod(tmp, _file_mode())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+
+
 def same_file(a: PathLike, b: PathLike) -> bool:
   """Whether ``a`` and ``b`` name one file (same resolved path, or a hard link to it)."""
   a, b = Path(a), Path(b)
@@ -218,20 +303,8 @@ def save_image_atomic(path: PathLike, image: np.ndarray | Image.Image, *,
     img = img.convert("RGB") if img.mode not in ("L", "RGB") else img
     save_kwargs.setdefault("quality", 95)
   try:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  except OSError as e:
-    raise ImageError(f"{path}: cannot write ({_one_line(e)})") from None
-  try:
-    with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
       img.save(f, format=fmt, **save_kwargs)
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, _file_mode())
-    os.replace(tmp, path)
-  except BaseException as e:
-    os.unlink(tmp)
-    if isinstance(e, (OSError, ValueError)):
-      raise ImageError(f"{path}: cannot write ({_one_line(e)})") from None
-    raise
+  except (OSError, ValueError) as e:
+    raise ImageError(f"{path}: cannot write ({_one_line(e)})") from None
   return path

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxstyle.sanet import mean_std, mean_variance_norm
+from jaxstyle.ops import mean_std, mean_variance_norm
 from jaxstyle.vgg import STYLE_LAYERS
 
 CONTENT_LAYERS = ("relu4_1", "relu5_1")

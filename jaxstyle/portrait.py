@@ -8,8 +8,9 @@
                                            → merge conv → decoder (both regions in one batch) │
                                            → m·person + (1−m)·background ◄────────────────────┘
 
-The content's VGG features are computed once and feed SegNet and both transfers; the attention of each
-SANet level is computed once per key set and shared by both regions, which differ only in (W1, W2, α).
+The content's VGG features are computed once and feed SegNet and both transfers (SegNet also reads
+smaller copies of the content, ``segment``); the attention of each SANet level is computed once per key
+set and shared by both regions, which differ only in (W1, W2, α).
 α = 0 gives SANet's identity transfer T(c, c), which the decoder is trained to reconstruct (the identity
 losses), so α trades style for content along what the decoder knows. ``mode="plain"`` is SANet as
 published (one region, no mask; W = (1, 1), α = 1 reproduces the published forward pass exactly).
@@ -26,47 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxstyle import decoder as decoder_lib
-from jaxstyle import segnet as segnet_lib
-from jaxstyle import vgg as vgg_lib
-from jaxstyle.sanet import MAX_SCORES, Transform, weigh
-
-Params = dict[str, Any]   # {"encoder"|"transform"|"decoder"|"segnet"[|"segnet_encoder"]: flax variables}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-  """Architecture of every network in the program (data: see ``MODEL_CONFIGS``)."""
-  encoder_blocks: tuple = vgg_lib.VGG19_BLOCKS
-  preprocess: str = "caffe"            # caffe | torchvision | normalised (vgg.py)
-  transform_channels: int = 512
-  decoder_layers: tuple = decoder_lib.DECODER_LAYERS
-  segnet: str = "shared"               # key of segnet.SEGNET_CONFIGS
-  attention_chunk: int = 4096          # query rows per attention block
-  attention_max_scores: int = MAX_SCORES  # and at most this many scores per image and block
-  formulation: str = "auto"            # conv formulation (conv.py)
-  dtype: str = "float32"               # compute dtype; params stay float32
-
-
-MODEL_CONFIGS = {
-    # ImageNet VGG-19 (Caffe convention) + this project's trained decoder/transform/SegNet.
-    "default": ModelConfig(segnet="shared_skip"),
-    # The same with the SegNet decoder of weights exported before skip fusions existed.
-    "default_noskip": ModelConfig(),
-    # Checkpoints of the published SANet code (vgg_normalised.pth, decoder/transformer_iter_*.pth).
-    "sanet_published": ModelConfig(preprocess="normalised"),
-    # Tiny widths for tests.
-    "tiny": ModelConfig(encoder_blocks=vgg_lib.TINY_BLOCKS, transform_channels=16,
-                        decoder_layers=decoder_lib.TINY_DECODER_LAYERS, segnet="tiny_skip"),
-}
+from jaxstyle import ops
+from jaxstyle import sharding
+from jaxstyle.model import ModelConfig, Params, build
+from jaxstyle.sanet import Transform, weigh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,118 +59,9 @@ class Controls:
                      [self.w1_person, self.w2_person, self.alpha_person]], np.float32)
 
 
-@dataclasses.dataclass(frozen=True)
-class Modules:
-  encoder: vgg_lib.VGG
-  transform: Transform
-  decoder: decoder_lib.Decoder
-  segnet: segnet_lib.SegNetDecoder
-  segnet_encoder: vgg_lib.VGG | None
-
-
-def build(cfg: ModelConfig) -> Modules:
-  dtype = jnp.dtype(cfg.dtype)
-  kw = dict(formulation=cfg.formulation, dtype=dtype)
-  seg_cfg = segnet_lib.SEGNET_CONFIGS[cfg.segnet]
-  return Modules(
-      encoder=vgg_lib.VGG(cfg.encoder_blocks, cfg.preprocess, "relu5_1", **kw),
-      transform=Transform(cfg.transform_channels, cfg.attention_chunk,
-                          max_scores=cfg.attention_max_scores, **kw),
-      decoder=decoder_lib.Decoder(cfg.decoder_layers, **kw),
-      segnet=segnet_lib.SegNetDecoder(seg_cfg, **kw),
-      segnet_encoder=(vgg_lib.VGG(vgg_lib.VGG16_BLOCKS, cfg.preprocess, "pool5", **kw)
-                      if seg_cfg.encoder == "vgg16" else None),
-  )
-
-
-@functools.partial(jax.jit, static_argnames=("cfg", "hw"))
-def init_params(cfg: ModelConfig, rng: jax.Array, hw: tuple[int, int] = (64, 64)) -> Params:
-  """Random float32 variables of every network (shapes do not depend on ``hw``)."""
-  m = build(cfg)
-  keys = jax.random.split(rng, 5)
-  x = jnp.zeros((1, *hw, 3), jnp.float32)
-  feats = m.encoder.init(keys[0], x)
-  f = m.encoder.apply(feats, x)
-  params = {
-      "encoder": feats,
-      "transform": m.transform.init(keys[1], f["relu4_1"], f["relu4_1"], f["relu5_1"], f["relu5_1"],
-                                    jnp.ones((1, 2))),
-      "decoder": m.decoder.init(keys[2], f["relu4_1"]),
-  }
-  if m.segnet_encoder is not None:
-    params["segnet_encoder"] = m.segnet_encoder.init(keys[3], x)
-    f = m.segnet_encoder.apply(params["segnet_encoder"], x)
-  params["segnet"] = m.segnet.init(keys[4], f, hw)
-  return params
-
-
-def unchunked(cfg: ModelConfig) -> ModelConfig:
-  """``cfg`` with every attention level in one block: the same arithmetic, for FLOP counting.
-
-  XLA's cost analysis counts the body of a loop once, so a chunked attention (``lax.map`` over query
-  blocks, relu4_1 from 1024² on) would count as one block's FLOPs. Lower this config, don't run it:
-  at 2048² its relu4_1 scores alone are 17 GB per image in f32.
-  """
-  return dataclasses.replace(cfg, attention_chunk=2**62, attention_max_scores=2**62)
-
-
-def extend_edges(x: jax.Array, hw: jax.Array) -> jax.Array:
-  """``x [B, H, W, ...]`` with everything outside each item's valid ``hw [B, 2]`` corner replaced by
-  its nearest valid pixel (edge replication), so border operators see what they would unpadded."""
-  rows = jnp.minimum(jnp.arange(x.shape[1]), hw[:, :1] - 1)                      # B H
-  cols = jnp.minimum(jnp.arange(x.shape[2]), hw[:, 1:] - 1)                      # B W
-  take = jax.vmap(lambda xi, r, c: xi[r][:, c])
-  return take(x, rows, cols)
-
-
-def gaussian_taps(sigma: jax.Array, radius: int) -> jax.Array:
-  """``[B, 2·radius + 1]`` normalised Gaussian taps, item b cut at ⌈3σ_b⌉ (σ_b < 1/3: identity)."""
-  k = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
-  sigma = jnp.asarray(sigma, jnp.float32)[:, None]
-  taps = jnp.exp(-0.5 * (k / jnp.maximum(sigma, 1e-6)) ** 2)
-  taps = jnp.where(jnp.abs(k) <= jnp.ceil(3 * sigma), taps, 0.0)
-  return taps / taps.sum(-1, keepdims=True)
-
-
-def gaussian_blur(x: jax.Array, sigma: float | jax.Array, hw: jax.Array | None = None,
-                  max_sigma: float | None = None) -> jax.Array:
-  """Separable Gaussian blur of ``[B, H, W]`` with edge-replicated borders.
-
-  ``sigma`` is one σ or one per item; ``hw [B, 2]`` the valid corner of each item (default: all of
-  it), whose edges are replicated outwards first, so a padded item blurs as it would at its own size.
-  ``max_sigma`` bounds σ for the static filter length (default: ``sigma`` itself, which is then static).
-  """
-  b, h, w = x.shape
-  radius = int(math.ceil(3 * (sigma if max_sigma is None else max_sigma)))
-  if radius < 1:
-    return x
-  if hw is not None:
-    x = extend_edges(x, hw)
-  taps = gaussian_taps(jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), (b,)), radius).astype(x.dtype)
-  # Items as channels: one depthwise conv blurs every item with its own σ.
-  x = jnp.pad(x, ((0, 0), (radius, radius), (radius, radius)), mode="edge").transpose(1, 2, 0)[None]
-  conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding="VALID",
-                           dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=b)
-  x = conv(x, taps.T.reshape(-1, 1, 1, b))
-  x = conv(x, taps.T.reshape(1, -1, 1, b))
-  return x[0].transpose(2, 0, 1)
-
-
 def person_logits(params: Params, cfg: ModelConfig, content: jax.Array, content_feats: dict) -> jax.Array:
-  """SegNet person logits ``[B, H, W]``; reuses the content VGG pass unless the config has its own."""
-  m = build(cfg)
-  feats = content_feats
-  if m.segnet_encoder is not None:
-    feats = m.segnet_encoder.apply(params["segnet_encoder"], content)
-  return m.segnet.apply(params["segnet"], feats, content.shape[1:3])
-
-
-def preserve_color(out: jax.Array, content: jax.Array) -> jax.Array:
-  """Keeps the content's chroma (YIQ I, Q) and the output's luminance (Gatys et al. 2016)."""
-  rgb2yiq = jnp.asarray([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-  yiq_out, yiq_c = out @ rgb2yiq.T, content @ rgb2yiq.T
-  yiq = jnp.concatenate([yiq_out[..., :1], yiq_c[..., 1:]], axis=-1)
-  return yiq @ jnp.linalg.inv(rgb2yiq).T
+  """SegNet person logits ``[B, H, W]`` from the content's VGG features (the pass style transfer makes)."""
+  return build(cfg).segnet.apply(params["segnet"], content_feats, content.shape[1:3])
 
 
 def encode(params: Params, cfg: ModelConfig, images: jax.Array) -> dict[str, jax.Array]:
@@ -216,7 +76,7 @@ def valid_mask(image_hw: tuple[int, int], feat_hw: tuple[int, int], hw: jax.Arra
   """
   if hw is None:
     return None
-  halvings = next(k for k in range(8) if segnet_lib.pooled_hw(image_hw, k + 1) == tuple(feat_hw))
+  halvings = next(k for k in range(8) if ops.pooled_hw(image_hw, k + 1) == tuple(feat_hw))
   for _ in range(halvings):
     hw = (hw + 1) // 2
   rows = jnp.arange(feat_hw[0]) < hw[:, :1]
@@ -288,16 +148,36 @@ def feather_mask(mask: jax.Array, feather: float, hw: jax.Array | None = None) -
   """
   longest = max(mask.shape[1:3])
   if hw is None:
-    return gaussian_blur(mask.astype(jnp.float32), feather * longest)
-  return gaussian_blur(mask.astype(jnp.float32), feather * hw.max(axis=1), hw, feather * longest)
+    return ops.gaussian_blur(mask.astype(jnp.float32), feather * longest)
+  return ops.gaussian_blur(mask.astype(jnp.float32), feather * hw.max(axis=1), hw, feather * longest)
+
+
+def scaled_hw(hw: tuple[int, int], side: int) -> tuple[int, int]:
+  """``hw`` scaled so that its longer side is ``side``."""
+  scale = side / max(hw)
+  return max(1, round(hw[0] * scale)), max(1, round(hw[1] * scale))
 
 
 def segment(params: Params, cfg: ModelConfig, content: jax.Array, feather: float,
             content_feats: dict | None = None, hw: jax.Array | None = None) -> jax.Array:
-  """The person mask the program blends with: SegNet → sigmoid → feather, ``[B, H, W]`` in [0, 1]."""
+  """The person mask the program blends with: SegNet → sigmoid → feather, ``[B, H, W]`` in [0, 1].
+
+  SegNet reads the content's own VGG pass and, for each of ``cfg.segnet_sides`` shorter than the
+  content's longer side, an antialiased downscale (a VGG pass of its own); the logits, resized to the
+  content, are averaged. At 512 px the decoder's context (~200 px at relu5_1) does not cover a close
+  face, whose middle then reads as skin rather than person; at 192–256 px it does, while the full size
+  keeps the outline sharp (``docs/segnet.md`` has the IoU of each combination).
+  """
+  b, h, w = content.shape[:3]
   if content_feats is None:
     content_feats = encode(params, cfg, content)
-  return feather_mask(jax.nn.sigmoid(person_logits(params, cfg, content, content_feats)), feather, hw)
+  logits = person_logits(params, cfg, content, content_feats)
+  sides = [side for side in cfg.segnet_sides if side < max(h, w)]
+  for side in sides:
+    small = jax.image.resize(content, (b, *scaled_hw((h, w), side), 3), "linear", antialias=True)
+    small_logits = person_logits(params, cfg, small, encode(params, cfg, small))
+    logits = logits + jax.image.resize(small_logits, (b, h, w), "linear")
+  return feather_mask(jax.nn.sigmoid(logits / (1 + len(sides))), feather, hw)
 
 
 def blend(mask: jax.Array, images: jax.Array) -> jax.Array:
@@ -328,7 +208,7 @@ def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.
   t = mix(params, cfg, attend(params, cfg, content_feats, style_feats, masks), identity, controls)
   images = decode(params, cfg, t, hw)
   if keep_color:
-    images = jnp.clip(preserve_color(images, content.astype(jnp.float32)[None]), 0, 1)
+    images = jnp.clip(ops.preserve_color(images, content.astype(jnp.float32)[None]), 0, 1)
   if mode == "plain":
     return {"image": images[0]}
   content_hw = None if sizes is None else sizes[:, :2]
@@ -337,12 +217,6 @@ def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.
   else:
     mask = feather_mask(mask, feather, content_hw)
   return {"image": blend(mask, images), "mask": mask, "background": images[0], "person": images[1]}
-
-
-def data_mesh(devices=None) -> jax.sharding.Mesh:
-  """A 1-D mesh over all (or the given) devices with the axis ``data``."""
-  devices = np.asarray(jax.devices() if devices is None else devices)
-  return jax.sharding.Mesh(devices, ("data",))
 
 
 def make_program(cfg: ModelConfig, mesh: jax.sharding.Mesh, *, mode: str = "portrait",
@@ -355,7 +229,7 @@ def make_program(cfg: ModelConfig, mesh: jax.sharding.Mesh, *, mode: str = "port
   replicated; content, style, sizes, mask and every output are sharded on the batch axis, whose size
   must be a multiple of the mesh size.
   """
-  batch, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  batch, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
   fn = functools.partial(stylize, cfg=cfg, mode=mode, feather=feather, keep_color=keep_color)
   extras = ("sizes",) * with_sizes + ("mask",) * with_mask
 

@@ -10,7 +10,7 @@ full relu4_1 attention would be 65536² floats (17 GB in f32). The chunk also sh
 score block stays within ``max_scores`` entries (default ``MAX_SCORES``, 256 MiB in f32): 4096 queries
 up to 1024² images, 1024 at 2048² (``docs/scaling.md`` has the compiled programs' memory). Both limits
 are Flax module fields (``ModelConfig.attention_chunk`` / ``attention_max_scores``);
-``portrait.unchunked`` lifts them for FLOP counting, as XLA's cost analysis counts the body of the
+``model.unchunked`` lifts them for FLOP counting, as XLA's cost analysis counts the body of the
 chunk loop once. Each chunk is
 ``jax.nn.dot_product_attention`` with ``scale=1``, so XLA fuses softmax and both matmuls per chunk.
 """
@@ -23,32 +23,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from jaxstyle.conv import Conv
-
-EPS = 1e-5
-
-
-def mean_std(x: jax.Array, mask: jax.Array | None = None,
-             eps: float = EPS) -> tuple[jax.Array, jax.Array]:
-  """Per-channel spatial mean and std of NHWC ``x`` (unbiased variance, as PyTorch's SANet), in f32.
-
-  ``mask [B, H, W]`` (True = valid) restricts both to an image's valid positions, so a picture padded
-  into a larger shape bucket keeps its own statistics.
-  """
-  x = x.astype(jnp.float32)
-  if mask is None:   # the unpadded case (and training) keeps the plain reductions
-    m, n = 1.0, x.shape[1] * x.shape[2]
-  else:
-    m = mask[..., None].astype(jnp.float32)
-    n = m.sum(axis=(1, 2), keepdims=True)
-  mean = (x * m).sum(axis=(1, 2), keepdims=True) / jnp.maximum(n, 1)
-  var = (((x - mean) * m) ** 2).sum(axis=(1, 2), keepdims=True) / jnp.maximum(n - 1, 1)
-  return mean, jnp.sqrt(var + eps)
-
-
-def mean_variance_norm(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-  mean, std = mean_std(x, mask)
-  return ((x.astype(jnp.float32) - mean) / std).astype(x.dtype)
-
+from jaxstyle.ops import mean_variance_norm, resize_nearest
 
 # Most attention scores (query × key pairs) one image holds at a time: 2**26 floats = 256 MiB in f32.
 MAX_SCORES = 2**26
@@ -103,15 +78,6 @@ class SANet(nn.Module):
     return conv1x1(name="out_conv")(o) + content.astype(self.dtype)
 
 
-def resize_to(x: jax.Array, hw: tuple[int, int]) -> jax.Array:
-  """Nearest-neighbour resize of NHWC ``x`` to ``hw``; for an exact ×2 it equals PyTorch's Upsample."""
-  if x.shape[1:3] == tuple(hw):
-    return x
-  rows = (jnp.arange(hw[0]) * x.shape[1]) // hw[0]
-  cols = (jnp.arange(hw[1]) * x.shape[2]) // hw[1]
-  return x[:, rows][:, :, cols]
-
-
 def weigh(o4: jax.Array, o5: jax.Array, weights: jax.Array) -> jax.Array:
   """``W1·o4 + W2·o5`` for each row (W1, W2) of ``weights [R, 2]``: ``[R, B, h, w, C]``."""
   weights = jnp.asarray(weights, o4.dtype)
@@ -146,7 +112,7 @@ class Transform(nn.Module):
     """
     m4c, m4s, m5c, m5s = masks or (None,) * 4
     o4 = self.sanet4_1(c4, s4, m4c, m4s)
-    return o4, resize_to(self.sanet5_1(c5, s5, m5c, m5s), o4.shape[1:3])
+    return o4, resize_nearest(self.sanet5_1(c5, s5, m5c, m5s), o4.shape[1:3])
 
   def merge(self, mixed: jax.Array) -> jax.Array:
     r, b = mixed.shape[:2]

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
-from pathlib import Path
 from typing import Any
 
 from absl import logging
@@ -38,8 +36,13 @@ import numpy as np
 import optax
 
 from jaxstyle import data as data_lib
+from jaxstyle import encoder_weights
 from jaxstyle import losses
-from jaxstyle import portrait
+from jaxstyle import model as model_lib
+from jaxstyle import profiling
+from jaxstyle import reporting
+from jaxstyle import sharding
+from jaxstyle import train_inputs
 from jaxstyle import training
 
 TRAINED = ("transform", "decoder")
@@ -50,7 +53,7 @@ CONTENT_STREAM, STYLE_STREAM = 1, 2
 @dataclasses.dataclass(frozen=True)
 class Hparams:
   """Everything the jitted step depends on besides its arguments (hashable: a static argument)."""
-  model: portrait.ModelConfig
+  model: model_lib.ModelConfig
   batch_size: int                  # global
   crop: int
   lr: float = 1e-4
@@ -68,8 +71,9 @@ def feature_scales(encoder: str) -> tuple[float, ...]:
 
   The Caffe-convention VGG-19 sees 0–255 inputs: its relu4_1 activations average ~560, so the style and
   identity-feature losses would be ~10⁵× the (scale-free) content loss and the pixel identity term, and
-  the paper's λ weights would lose their meaning. Dividing each layer by its mean activation is Gatys et
-  al.'s normalised VGG as far as the losses are concerned. A random (test) encoder is left as is.
+  the paper's λ weights would lose their meaning. Dividing each layer by its mean activation brings the
+  loss features near unit mean, about the scale of SANet's ``vgg_normalised`` (``encoder_weights.
+  normalised_vgg`` does the same to the network itself). A random (test) encoder is left as is.
   """
   if encoder != "imagenet":
     return ()
@@ -84,7 +88,7 @@ def normalise_features(feats: dict, scales: tuple[float, ...]) -> dict:
 
 
 def hparams_from_config(config) -> Hparams:
-  model = dataclasses.replace(portrait.MODEL_CONFIGS[config.model], dtype=config.dtype,
+  model = dataclasses.replace(model_lib.MODEL_CONFIGS[config.model], dtype=config.dtype,
                               formulation=config.formulation)
   return Hparams(model=model, batch_size=config.batch_size, crop=config.crop, lr=config.lr,
                  lr_decay=config.lr_decay, content_weight=config.loss.content,
@@ -111,7 +115,7 @@ def init_trainable(hp: Hparams, rng: jax.Array, feature_scale: float = 1.0) -> d
   ``relu4_1_std``) starts the decoder near unit-scale outputs, as the published ``vgg_normalised``
   setup does.
   """
-  params = portrait.init_params(hp.model, rng, (hp.crop, hp.crop))
+  params = model_lib.init_params(hp.model, rng, (hp.crop, hp.crop))
   params = {k: params[k] for k in TRAINED}
   first = hp.model.decoder_layers[0][0]
   kernel = params["decoder"]["params"][first]["kernel"]
@@ -122,14 +126,14 @@ def init_trainable(hp: Hparams, rng: jax.Array, feature_scale: float = 1.0) -> d
 @functools.partial(jax.jit, static_argnames="hp")
 def relu4_1_std(frozen: dict, images: jax.Array, hp: Hparams) -> jax.Array:
   """Standard deviation of the frozen encoder's relu4_1 features of ``images`` (see ``init_trainable``)."""
-  feats = portrait.build(hp.model).encoder.apply(frozen["encoder"], images)
+  feats = model_lib.build(hp.model).encoder.apply(frozen["encoder"], images)
   return jnp.std(feats["relu4_1"].astype(jnp.float32))
 
 
 def get_images(data: Any, key: jax.Array, step: jax.Array, hp: Hparams) -> jax.Array:
   """A placed host batch as is, or random crops of a resident dataset (``data_lib.sample_crops``)."""
   if isinstance(data, dict):
-    return training.shard_batch(data_lib.sample_crops(data, key, step, hp.batch_size, hp.crop))
+    return sharding.shard_batch(data_lib.sample_crops(data, key, step, hp.batch_size, hp.crop))
   return data
 
 
@@ -156,7 +160,7 @@ def split_features(feats: dict, k: int) -> tuple[dict, ...]:
 
 def transfers(params: dict, frozen: dict, content: jax.Array, style: jax.Array, hp: Hparams):
   """((I_cs, I_cc, I_ss), loss features of (content, style, I_cs, I_cc, I_ss))."""
-  m = portrait.build(hp.model)
+  m = model_lib.build(hp.model)
   encode = lambda x: m.encoder.apply(frozen["encoder"], x)
   fc, fs = split_features(encode(interleave(content, style)), 2)  # raw: what the transform sees
   # Queries from (c, c, s), keys/values from (s, c, s): I_cs, I_cc, I_ss in one batch.
@@ -209,77 +213,7 @@ def sample_grid(params, frozen, content, style, hp: Hparams) -> np.ndarray:
   """One row per example: content | style | output | I_cc | I_ss (uint8)."""
   outs = jax.device_get(sample(params, frozen, content, style, hp))
   c, s = np.asarray(content), np.asarray(style)
-  return training.image_grid(zip(c, s, *outs))
-
-
-# ------------------------------------------------------------------------------------------ data
-
-
-def image_source(spec, config, *, stream: str, start_step: int, mesh) -> Any:
-  """A host iterator of local batches, or (``config.resident``) a resident dataset placed on the mesh."""
-  local_batch = training.local_batch_size(config.batch_size, mesh)
-  if spec.source == "tfds":
-    if config.resident:
-      raise ValueError("resident datasets are read from folders; use source='folder'")
-    return data_lib.tfds_images(spec.name, spec.split, batch_size=local_batch, crop=config.crop,
-                                resize=config.resize, seed=config.seed, start_step=start_step,
-                                image_key=spec.get("image_key", "image"),
-                                data_dir=config.get("tfds_data_dir") or None)
-  if spec.source != "folder":
-    raise ValueError(f"unknown image source {spec.source!r}: 'folder' or 'tfds'")
-  files = without_stems(data_lib.list_images(*(data_lib.resolve_path(f, config.data_dir)
-                                                for f in spec.folders)), spec.get("exclude", ()))
-  if config.resident:
-    ds = data_lib.load_resident(files, resize=config.resize, max_aspect=config.max_aspect,
-                                num_threads=config.num_decode_threads)
-    logging.info("%s: %d images resident on the device, %s (%.1f MB)", stream, len(ds),
-                 ds.pixels.shape, ds.pixels.nbytes / 2**20)
-    return ds
-  return data_lib.FolderPipeline(files, batch_size=local_batch, crop=config.crop, resize=config.resize,
-                                 seed=config.seed, stream=stream, start_step=start_step,
-                                 num_threads=config.num_decode_threads, prefetch=config.prefetch)
-
-
-def without_stems(files: list[str], exclude) -> list[str]:
-  """``files`` less those whose name without suffix is in ``exclude`` (held-out images)."""
-  exclude = set(exclude)
-  return [f for f in files if Path(f).stem not in exclude]
-
-
-def data_getter(sources: dict[str, Any], mesh):
-  """(``get_data(step)`` → the step's ``data`` argument, host-side decode metrics)."""
-  resident = {k: training.place_replicated(mesh, v.arrays()) for k, v in sources.items()
-              if isinstance(v, data_lib.ResidentImages)}
-
-  def get_data(step: int) -> dict:
-    del step  # host pipelines are sequential from start_step; resident crops use the state's step
-    return {k: resident[k] if k in resident else training.place_batch(mesh, next(v)["image"])
-            for k, v in sources.items()}
-
-  def decode_metrics() -> dict:
-    out = {}
-    for k, v in sources.items():
-      if hasattr(v, "stats"):
-        out.update(v.stats.metrics(f"data/{k}"))
-    return out
-
-  return get_data, decode_metrics
-
-
-def fixed_images(config, sources: dict[str, Any], mesh) -> dict[str, np.ndarray]:
-  """``config.num_samples`` fixed content and style images for the sample grids."""
-  out = {}
-  for i, (k, source) in enumerate(sources.items()):
-    if isinstance(source, data_lib.ResidentImages):
-      key = jax.random.PRNGKey(config.seed + 1000 + i)
-      crops = jax.jit(data_lib.sample_crops, static_argnums=(3, 4))
-      out[k] = np.asarray(crops(source.arrays(), key, jnp.int32(0), config.num_samples, config.crop))
-      continue
-    extra = image_source(config[k], config, stream=f"{k}_samples", start_step=0, mesh=mesh)
-    out[k] = next(extra)["image"][:config.num_samples]
-    if hasattr(extra, "close"):
-      extra.close()
-  return out
+  return reporting.image_grid(zip(c, s, *outs))
 
 
 # ----------------------------------------------------------------------------- continuing weights
@@ -317,12 +251,12 @@ def continue_from_weights(state: training.TrainState, config, mesh) -> training.
   got = jax.tree.map(lambda x: x.shape, params)
   if want != got:
     raise ValueError(f"{config.init_weights} does not fit model {config.model!r}")
-  params = training.place_replicated(mesh, params)
+  params = sharding.place_replicated(mesh, params)
   step, _ = prior_training(config)
-  return state.replace(step=training.place_replicated(mesh, np.int32(step)), params=params)
+  return state.replace(step=sharding.place_replicated(mesh, np.int32(step)), params=params)
 
 
-# -------------------------------------------------------------------------------------- frozen
+# ------------------------------------------------------------------------------------------ main
 
 
 def export(directory, params: dict, frozen: dict, *, config, imagenet_encoder: bool, step: int,
@@ -332,21 +266,33 @@ def export(directory, params: dict, frozen: dict, *, config, imagenet_encoder: b
 
   ``steps`` and ``samples`` are cumulative over the runs a chain of ``init_weights`` continued.
   """
-  nets = {k: jax.device_get(params[k]) for k in TRAINED}
-  if not imagenet_encoder:
-    nets["encoder"] = jax.device_get(frozen["encoder"])
   prior_steps, prior_samples = prior_training(config)
-  meta = {"steps": int(step), "samples": prior_samples + (int(step) - prior_steps) * config.batch_size,
-          "losses": metrics, "wall_time_s": round(wall_s, 1),
-          "device": training.device_description(), "config": config.to_dict()}
+  extra = ({"continued_from": {"steps": prior_steps, "samples": prior_samples}}
+           if config.get("init_weights") else {})
+  meta = encoder_weights.run_meta(
+      config, step=step, samples=prior_samples + (int(step) - prior_steps) * config.batch_size,
+      metrics=metrics, wall_s=wall_s, **extra)
+  return encoder_weights.export_run(directory, {k: params[k] for k in TRAINED}, frozen, trainer="sanet",
+                                    config=config, imagenet_encoder=imagenet_encoder, meta=meta)
+
+
+def initial_state(run: training.Run, hp: Hparams, frozen: dict, content: np.ndarray) -> training.TrainState:
+  """The latest checkpoint's state, else ``config.init_weights``' networks, else a new one whose
+  decoder is scaled to the relu4_1 features of ``content`` (``init_trainable``)."""
+  config = run.config
+  scale = float(relu4_1_std(frozen, content, hp))
+  abstract, init = training.abstract_train_state(
+      functools.partial(init_trainable, hp, feature_scale=scale), make_optimizer(hp),
+      jax.random.PRNGKey(config.seed), run.mesh)
+  state, restored = run.restore_or_init(abstract, init)
+  if restored:
+    return state
   if config.get("init_weights"):
-    meta["continued_from"] = {"steps": prior_steps, "samples": prior_samples}
-  return training.export_weights(directory, nets, trainer="sanet", encoder=config.encoder,
-                                 include_encoder=not imagenet_encoder, model_config=config.model,
-                                 dtype=config.export_dtype, meta=meta)
-
-
-# ------------------------------------------------------------------------------------------ main
+    state = continue_from_weights(state, config, run.mesh)
+    logging.info("continuing from %s at step %d", config.init_weights, int(state.step))
+  else:
+    logging.info("decoder init: relu4_1 feature std %.4g", scale)
+  return state
 
 
 def train_and_evaluate(config, workdir: str) -> training.TrainState:
@@ -355,64 +301,32 @@ def train_and_evaluate(config, workdir: str) -> training.TrainState:
   Writes ``checkpoints/``, ``metrics.jsonl``, ``tensorboard/``, ``samples/*.png`` and exports the
   inference weights to ``config.export_dir`` (default ``workdir/weights``).
   """
-  workdir = Path(workdir)
-  t_start = time.perf_counter()
-  training.quiet_orbax()
   hp = hparams_from_config(config)
-  mesh = training.data_mesh()
-  writer = training.MetricWriter(workdir)
-  checkpointer = training.Checkpointer(workdir / "checkpoints", save_every=config.checkpoint_every,
-                                       keep=config.keep_checkpoints)
-  sources: dict[str, Any] = {}
-  try:
-    with jax.set_mesh(mesh):
-      ckpt_step = checkpointer.latest_step()
-      start = prior_training(config)[0] if ckpt_step is None else ckpt_step
-      frozen, imagenet_encoder = training.frozen_encoder(config.encoder, hp.model, config.seed)
-      frozen = training.place_replicated(mesh, frozen)
-      for k in ("content", "style"):
-        sources[k] = image_source(config[k], config, stream=k, start_step=start, mesh=mesh)
-      get_data, decode_metrics = data_getter(sources, mesh)
-      fixed = fixed_images(config, sources, mesh)
-      scale = float(relu4_1_std(frozen, fixed["content"], hp))
-      abstract, init = training.abstract_train_state(
-          functools.partial(init_trainable, hp, feature_scale=scale), make_optimizer(hp),
-          jax.random.PRNGKey(config.seed), mesh)
-      state = checkpointer.restore(abstract)
-      if state is None:
-        state = init(jax.random.PRNGKey(config.seed))
-        if config.get("init_weights"):
-          state = continue_from_weights(state, config, mesh)
-          logging.info("continuing from %s at step %d", config.init_weights, int(state.step))
-        else:
-          logging.info("decoder init: relu4_1 feature std %.4g", scale)
-      logging.info("SANet (%s model): step %d of %d on %s", config.model, start, config.num_steps,
-                   training.device_description())
+  with training.start_run(config, workdir) as run:
+    prior_steps = prior_training(config)[0]
+    frozen, imagenet_encoder = encoder_weights.frozen_encoder(config.encoder, hp.model, config.seed)
+    frozen = sharding.place_replicated(run.mesh, frozen)
+    # Continuing from weights: other streams than the run that made them, so its batches do not repeat.
+    streams = {k: f"{k}_from_{prior_steps}" if prior_steps else k for k in ("content", "style")}
+    sources = run.track({k: train_inputs.image_source(config[k], config, stream=stream, mesh=run.mesh)
+                         for k, stream in streams.items()})
+    get_data, decode_metrics = train_inputs.data_getter(sources, run.mesh)
+    fixed = train_inputs.fixed_images(config, sources, run.mesh)
+    state = initial_state(run, hp, frozen, fixed["content"])
+    logging.info("SANet (%s model): step %d of %d on %s", config.model, state.step, config.num_steps,
+                 profiling.device_description())
 
-      def write_samples(step, state):
-        grid = sample_grid(state.params, frozen, fixed["content"], fixed["style"], hp)
-        writer.image(step, "samples", grid)
+    def write_samples(step, state):
+      run.writer.image(step, "samples", sample_grid(state.params, frozen, fixed["content"],
+                                                    fixed["style"], hp))
 
-      def write_weights(step, state):
-        if jax.process_index() == 0:
-          losses_now = {k: v for k, v in writer.last.items() if k.startswith("loss")}
-          export(config.export_dir or workdir / "weights", state.params, frozen, config=config,
-                 imagenet_encoder=imagenet_encoder, step=step, metrics=losses_now,
-                 wall_s=time.perf_counter() - t_start)
+    def write_weights(step, state):
+      if jax.process_index() == 0:
+        export(config.export_dir or run.workdir / "weights", state.params, frozen, config=config,
+               imagenet_encoder=imagenet_encoder, step=step, metrics=run.latest_metrics(),
+               wall_s=run.elapsed_s())
 
-      hooks = [training.Hook(config.sample_every, write_samples),
-               training.Hook(config.export_every, write_weights)]
-      loop = training.LoopConfig(num_steps=config.num_steps, global_batch=config.batch_size,
-                                 log_every=config.log_every)
-      with training.StopFlag() as stop:
-        state = training.run_loop(
-            state, train_step, lambda step: (frozen, get_data(step)), loop, static={"hp": hp},
-            checkpointer=checkpointer, writer=writer, hooks=hooks, stop=stop,
-            extra_metrics=decode_metrics)
-  finally:
-    for source in sources.values():
-      if hasattr(source, "close"):
-        source.close()
-    checkpointer.close()
-    writer.close()
-  return state
+    hooks = [training.Hook(config.sample_every, write_samples),
+             training.Hook(config.export_every, write_weights)]
+    return run.loop(state, train_step, lambda step: (frozen, get_data(step)), hp=hp, hooks=hooks,
+                    extra_metrics=decode_metrics)

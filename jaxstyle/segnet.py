@@ -1,22 +1,21 @@
 """SegNet (Badrinarayanan et al. 2017) person segmentation: a decoder that unpools with max-pool indices.
 
 SegNet's decoder upsamples by putting each value back where its encoder max-pool found the maximum
-(``vgg.max_unpool``), then convolves. Configurations (``SEGNET_CONFIGS``; ``"tiny*"`` for tests):
+(``ops.max_unpool``), then convolves. Unlike the original (its own VGG-16 encoder, trained with the
+decoder), the encoder here is the frozen ImageNet VGG-19 pass the content image already makes for
+style transfer, up to relu5_1, so segmentation costs no second VGG pass; only the decoder is trained.
+Configurations (``SEGNET_CONFIGS``; the model registry in ``model.py`` names one per model):
 
-- ``"shared"`` (this project's departure): the encoder is the frozen ImageNet VGG-19 pass the
-  content image already makes for style transfer, up to relu5_1 — segmentation costs no second VGG pass.
-  Four unpool stages (pool4..pool1 indices), two 3×3 convs each, no normalisation, ~4.7 M params; only the
-  decoder is trained.
-- ``"shared_skip"`` (default since 2026-11-29): ``"shared"`` plus what it needs to draw boundaries and
-  to see whole people: after each unpooling the encoder's own features at that resolution are added
+- ``"shared"``: four unpool stages (pool4..pool1 indices), two 3×3 convs each, no normalisation,
+  ~4.7 M params.
+- ``"shared_skip"`` (the default model's): ``"shared"`` plus what it needs to draw boundaries and to see
+  whole people: after each unpooling the encoder's own features at that resolution are added
   (``SkipFusion``: relu4_4, relu3_4, relu2_2, relu1_2), and the decoder starts from relu5_1 plus a
   pyramid of its means over 1×1, 2×2 and 4×4 grids (``PyramidContext``). Both start at zero, so
   ``"shared"`` weights load into it unchanged and training goes on from them. +10% decoder FLOPs
   (116 vs 106 GFLOP at 512², ~1% of the portrait program), +1.1 M params.
-- ``"vgg16_bn"`` (the original): a separate VGG-16 encoder (13 convs) to pool5 and a mirrored 13-conv
-  decoder with five unpool stages and batch norm after every conv but the last; encoder and decoder trained.
 
-All output one person logit per pixel at the input resolution.
+Both output one person logit per pixel at the input resolution.
 """
 from __future__ import annotations
 
@@ -29,15 +28,13 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from jaxstyle.conv import Conv
-from jaxstyle.vgg import max_unpool
+from jaxstyle.ops import max_unpool, pooled_hw
 
 
 @dataclasses.dataclass(frozen=True)
 class SegNetConfig:
-  encoder: str                                   # "shared" (content VGG pass) or "vgg16" (own encoder)
   start: str                                     # encoder feature the decoder starts from
   stages: Sequence[tuple[int, Sequence[int]]]    # (pool level to unpool with, conv widths after it)
-  batch_norm: bool
   # Encoder feature added after each unpooling (pool level → feature name): boundaries at the unpooled
   # resolution come from the encoder's own features there, which the max-pool indices alone only hint at.
   skips: Sequence[tuple[int, str]] = ()
@@ -45,29 +42,12 @@ class SegNetConfig:
   context: Sequence[int] = ()
 
 
+SHARED_STAGES = ((4, (512, 256)), (3, (256, 128)), (2, (128, 64)), (1, (64, 1)))
 SEGNET_CONFIGS = {
-    "shared": SegNetConfig("shared", "relu5_1",
-                           ((4, (512, 256)), (3, (256, 128)), (2, (128, 64)), (1, (64, 1))), False),
-    "vgg16_bn": SegNetConfig("vgg16", "pool5",
-                             ((5, (512, 512, 512)), (4, (512, 512, 256)), (3, (256, 256, 128)),
-                              (2, (128, 64)), (1, (64, 1))), True),
-    # "shared" plus the last ReLU of each encoder block added after its unpooling (``SkipFusion``).
-    "shared_skip": SegNetConfig("shared", "relu5_1",
-                                ((4, (512, 256)), (3, (256, 128)), (2, (128, 64)), (1, (64, 1))), False,
-                                ((4, "relu4_4"), (3, "relu3_4"), (2, "relu2_2"), (1, "relu1_2")),
-                                (1, 2, 4)),
-    "tiny": SegNetConfig("shared", "relu5_1", ((4, (8,)), (3, (8,)), (2, (4,)), (1, (4, 1))), False),
-    "tiny_skip": SegNetConfig("shared", "relu5_1", ((4, (8,)), (3, (8,)), (2, (4,)), (1, (4, 1))), False,
-                              ((4, "relu4_2"), (3, "relu3_2"), (2, "relu2_2"), (1, "relu1_2")), (1, 2)),
+    "shared": SegNetConfig("relu5_1", SHARED_STAGES),
+    "shared_skip": SegNetConfig("relu5_1", SHARED_STAGES,
+                                ((4, "relu4_4"), (3, "relu3_4"), (2, "relu2_2"), (1, "relu1_2")), (1, 2, 4)),
 }
-
-
-def pooled_hw(hw: tuple[int, int], level: int) -> tuple[int, int]:
-  """Spatial size at the input of max-pool ``level`` (1-based) for an ``hw`` image, ceil-mode pools."""
-  h, w = hw
-  for _ in range(level - 1):
-    h, w = -(-h // 2), -(-w // 2)
-  return h, w
 
 
 class SkipFusion(nn.Module):
@@ -124,8 +104,7 @@ class SegNetDecoder(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, features: dict[str, jax.Array], image_hw: tuple[int, int],
-               train: bool = False) -> jax.Array:
+  def __call__(self, features: dict[str, jax.Array], image_hw: tuple[int, int]) -> jax.Array:
     conv = functools.partial(Conv, padding="zero", formulation=self.formulation, dtype=self.dtype)
     x = features[self.config.start].astype(self.dtype)
     if self.config.context:
@@ -140,8 +119,5 @@ class SegNetDecoder(nn.Module):
         x = conv(width, name=f"unpool{level}_conv{i + 1}")(x)
         if s == n_stages - 1 and i == len(widths) - 1:
           break
-        if self.config.batch_norm:
-          x = nn.BatchNorm(use_running_average=not train, dtype=self.dtype,
-                           name=f"unpool{level}_bn{i + 1}")(x)
         x = nn.relu(x)
     return x[..., 0].astype(jnp.float32)

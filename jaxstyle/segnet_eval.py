@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxstyle import data as data_lib
 from jaxstyle import image_io
+from jaxstyle import model as model_lib
 from jaxstyle import portrait
 
 CLI_SIZE = 512          # infer.portrait's default --size
@@ -64,18 +65,18 @@ def load_held_out(data_dir: str | Path = "../shared/data", size: int = CLI_SIZE,
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "feather"))
-def _segment(params: portrait.Params, image: jax.Array, *, cfg: portrait.ModelConfig,
+def _segment(params: model_lib.Params, image: jax.Array, *, cfg: model_lib.ModelConfig,
              feather: float) -> jax.Array:
   return portrait.segment(params, cfg, image[None], feather)[0]
 
 
-def predict(params: portrait.Params, cfg: portrait.ModelConfig, images: Sequence[np.ndarray],
+def predict(params: model_lib.Params, cfg: model_lib.ModelConfig, images: Sequence[np.ndarray],
             feather: float = CLI_FEATHER) -> list[np.ndarray]:
   """The CLI's mask of each image at its own shape (one compile per distinct shape)."""
   return [np.asarray(_segment(params, image, cfg=cfg, feather=feather)) for image in images]
 
 
-def evaluate(params: portrait.Params, cfg: portrait.ModelConfig, held: Sequence[HeldOut],
+def evaluate(params: model_lib.Params, cfg: model_lib.ModelConfig, held: Sequence[HeldOut],
              feather: float = CLI_FEATHER) -> tuple[dict[str, float | list[float]], list[np.ndarray]]:
   """(``{"person_iou": mean, "person_iou_min": min, "per_image": [...]}``, the masks) of SegNet on
   ``held``."""
@@ -96,15 +97,7 @@ def evaluate_teacher(held: Sequence[HeldOut]) -> dict[str, float | list[float]]:
 def load_segnet(directory: str | Path, dtype: str = "float32", model_config: str | None = None):
   """(params with the encoder and ``segnet``, cfg) from a weights folder that has ``segnet.safetensors``
   (the other networks are not needed for masks); ``model_config`` overrides the manifest's."""
-  from jaxstyle import stylize_files  # pylint: disable=g-import-not-at-top
-  from jaxstyle import weights as weights_lib  # pylint: disable=g-import-not-at-top
-  directory = Path(directory)
-  manifest = weights_lib.read_manifest(directory)
-  cfg = dataclasses.replace(portrait.MODEL_CONFIGS[model_config or manifest["model_config"]], dtype=dtype)
-  params, _ = weights_lib.load(directory)
-  if manifest.get("encoder") == "imagenet_vgg19":
-    params["encoder"] = stylize_files.imagenet_encoder()
-  return {k: params[k] for k in ("encoder", "segnet")}, cfg
+  return model_lib.load(directory, ("segnet",), dtype=dtype, model_config=model_config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,12 +108,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--data-dir", default="../shared/data")
   p.add_argument("--size", type=int, default=CLI_SIZE)
   p.add_argument("--feather", type=float, default=CLI_FEATHER)
+  p.add_argument("--segnet-sides", default=None, metavar="S,S",
+                 help="override the model config's extra SegNet scales ('' for the content's size only)")
   args = p.parse_args(argv)
   held = load_held_out(args.data_dir, args.size)
   rows = [("MediaPipe teacher", evaluate_teacher(held))]
   for spec in args.weights:
     directory, _, model_config = spec.partition(":")
     params, cfg = load_segnet(directory, model_config=model_config or None)
+    if args.segnet_sides is not None:
+      cfg = dataclasses.replace(cfg, segnet_sides=tuple(int(v) for v in args.segnet_sides.split(",") if v))
+      spec += f" sides ({args.segnet_sides})"
     rows.append((spec, evaluate(params, cfg, held, args.feather)[0]))
   print(f"person IoU at --size {args.size}, feather {args.feather}, {len(held)} held-out hand-drawn masks")
   print(f"{'masks':<48} {'mean':>6} {'min':>6}  per image ({', '.join(h.name[:12] for h in held)})")

@@ -10,18 +10,12 @@ masks through the path the CLI takes (``segnet_eval``: each portrait at its own 
 Training may start from a weights folder's SegNet (``init_from``); parameters it lacks (e.g. new skip
 fusions, which start at zero) keep their initialisation.
 
-The ``"vgg16_bn"`` SegNet (own VGG-16 encoder with batch norm) is not trained here: it needs ImageNet
-VGG-16 weights the project does not ship and batch statistics in the train state; this trainer raises
-for it.
-
 ``train_and_evaluate(config, workdir)`` runs it end to end (configs in ``train/configs/segnet.py``).
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import time
-from pathlib import Path
 from typing import Any
 
 from absl import logging
@@ -33,10 +27,15 @@ import optax
 
 from jaxstyle import augment
 from jaxstyle import data as data_lib
+from jaxstyle import encoder_weights
 from jaxstyle import losses
+from jaxstyle import model as model_lib
 from jaxstyle import portrait
-from jaxstyle import segnet as segnet_lib
+from jaxstyle import profiling
+from jaxstyle import reporting
 from jaxstyle import segnet_eval
+from jaxstyle import sharding
+from jaxstyle import train_inputs
 from jaxstyle import training
 
 DATA_STREAM, FLIP_STREAM = 1, 2
@@ -45,7 +44,7 @@ OWN, BACKGROUND, PICK, MIX = range(4)   # sub-streams of DATA_STREAM
 
 @dataclasses.dataclass(frozen=True)
 class Hparams:
-  model: portrait.ModelConfig
+  model: model_lib.ModelConfig
   batch_size: int                  # global
   crop: int
   num_steps: int
@@ -57,20 +56,13 @@ class Hparams:
 
 
 def hparams_from_config(config) -> Hparams:
-  model = dataclasses.replace(portrait.MODEL_CONFIGS[config.model], dtype=config.dtype,
+  model = dataclasses.replace(model_lib.MODEL_CONFIGS[config.model], dtype=config.dtype,
                               formulation=config.formulation)
-  check_model(model)
   aug = augment.AugmentConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
                                  for k, v in config.augment.to_dict().items()})
   return Hparams(model=model, batch_size=config.batch_size, crop=config.crop,
                  num_steps=config.num_steps, lr=config.lr, warmup_steps=config.warmup_steps,
                  dice_weight=config.dice_weight, flip=config.flip, augment=aug)
-
-
-def check_model(model: portrait.ModelConfig) -> None:
-  if segnet_lib.SEGNET_CONFIGS[model.segnet].encoder != "shared":
-    raise ValueError(f"SegNet config {model.segnet!r} has its own encoder; this trainer trains the "
-                     f"decoder of the 'shared' configuration only (see the module docstring)")
 
 
 def learning_rate(hp: Hparams):
@@ -84,7 +76,7 @@ def make_optimizer(hp: Hparams) -> optax.GradientTransformation:
 
 def init_trainable(hp: Hparams, rng: jax.Array, init_from: dict | None = None) -> dict[str, Any]:
   """Random SegNet variables, overwritten by ``init_from``'s where it has them (same shapes)."""
-  params = portrait.init_params(hp.model, rng, (hp.crop, hp.crop))["segnet"]
+  params = model_lib.init_params(hp.model, rng, (hp.crop, hp.crop))["segnet"]
   if init_from is None:
     return {"segnet": params}
   flat, given = flax.traverse_util.flatten_dict(params), flax.traverse_util.flatten_dict(init_from)
@@ -96,7 +88,7 @@ def init_trainable(hp: Hparams, rng: jax.Array, init_from: dict | None = None) -
 
 
 def logits_fn(params: dict, frozen: dict, images: jax.Array, hp: Hparams) -> jax.Array:
-  m = portrait.build(hp.model)
+  m = model_lib.build(hp.model)
   feats = m.encoder.apply(frozen["encoder"], images)
   return portrait.person_logits({**frozen, **params}, hp.model, images, feats)
 
@@ -115,7 +107,7 @@ def get_pairs(data: Any, state: training.TrainState, hp: Hparams) -> tuple[jax.A
                                hp.batch_size, hp.crop, flip=hp.flip)
     index = jax.random.randint(sub(PICK), (hp.batch_size,), 0, people["pixels"].shape[0])
     images, masks = augment.mix_sources(own, {**people, "index": index}, bg[..., :3], sub(MIX), hp.augment)
-    return training.shard_batch(images), training.shard_batch(masks)
+    return sharding.shard_batch(images), sharding.shard_batch(masks)
   images, masks = data["image"], data["mask"]
   if hp.flip:
     key = jax.random.fold_in(jax.random.fold_in(state.rng, FLIP_STREAM), state.step)
@@ -155,37 +147,11 @@ def sample_sheet(held: list[segnet_eval.HeldOut], preds: list[np.ndarray], n: in
   h = max(x.image.shape[0] for x in held[:n])
   w = max(x.image.shape[1] for x in held[:n])
   pad = lambda x: np.pad(x, ((0, h - x.shape[0]), (0, w - x.shape[1])) + ((0, 0),) * (x.ndim - 2))
-  return training.image_grid([pad(x.image), pad(x.mask), pad(p), pad(x.image * (0.25 + 0.75 * p[..., None]))]
+  return reporting.image_grid([pad(x.image), pad(x.mask), pad(p), pad(x.image * (0.25 + 0.75 * p[..., None]))]
                              for x, p in zip(held[:n], preds[:n]))
 
 
-# ------------------------------------------------------------------------------------------ data
-
-
-def make_data(config, *, start_step: int, mesh):
-  """(train source, held-out portraits). The source is resident (``{"people", "backgrounds"}``
-  ``ResidentImages``) or a host iterator of ``{"image", "mask"}`` batches (tfds). The held-out
-  portraits are always the hand-drawn split of ``data_dir``, as the CLI reads them."""
-  held = segnet_eval.load_held_out(config.data_dir, config.eval_size, config.holdout_fraction)
-  if config.source == "portraits":
-    train, _ = data_lib.portrait_segmentation_split(
-        config.data_dir, negatives=config.negatives, photos_with_people=config.photos_with_people,
-        holdout_fraction=config.holdout_fraction)
-    kinds = {k: sum(ex.kind == k for ex in train) for k in sorted({ex.kind for ex in train})}
-    logging.info("SegNet data: %d train images %s, %d held out", len(train), kinds, len(held))
-    load = functools.partial(data_lib.load_resident, resize=config.resize, max_aspect=config.max_aspect,
-                             num_threads=config.num_decode_threads)
-    people = [ex for ex in train if ex.mask is not None]
-    source = {"people": load([ex.image for ex in people], masks=[ex.mask for ex in people]),
-              "backgrounds": load([ex.image for ex in train if ex.mask is None])}
-    return source, held
-  if config.source == "tfds":
-    local_batch = training.local_batch_size(config.batch_size, mesh)
-    source = data_lib.tfds_person_masks(config.tfds_name, config.split, batch_size=local_batch,
-                                        crop=config.crop, resize=config.resize, seed=config.seed,
-                                        start_step=start_step, data_dir=config.tfds_data_dir or None)
-    return source, held
-  raise ValueError(f"config.source must be 'portraits' or 'tfds', not {config.source!r}")
+# ------------------------------------------------------------------------------------------ init
 
 
 def load_init(directory: str) -> dict | None:
@@ -199,77 +165,58 @@ def load_init(directory: str) -> dict | None:
 # ------------------------------------------------------------------------------------------ main
 
 
+def eval_and_log(run: training.Run, frozen: dict, held: list[segnet_eval.HeldOut], teacher: dict | None,
+                 hp: Hparams, step: int, state: training.TrainState) -> None:
+  """Held-out person IoU (and the teacher's, for comparison) to the metrics, the log and a sheet."""
+  config = run.config
+  metrics, pred = evaluate(state.params, frozen, held, hp, config.eval_feather)
+  run.writer.scalars(step, {**metrics, **({"eval/teacher_person_iou": teacher["person_iou"]}
+                                          if teacher else {})})
+  logging.info("step %d: held-out person IoU %.4f (min %.4f, %d portraits at %d px through the CLI path; "
+               "MediaPipe teacher %s)", step, metrics["eval/person_iou"], metrics["eval/person_iou_min"],
+               len(held), config.eval_size, f"{teacher['person_iou']:.4f}" if teacher else "n/a")
+  run.writer.image(step, "eval", sample_sheet(held, pred, config.num_samples))
+
+
+def write_weights(run: training.Run, frozen: dict, imagenet_encoder: bool, step: int,
+                   state: training.TrainState) -> None:
+  """``segnet`` (and a non-ImageNet encoder) into ``config.export_dir`` (default ``workdir/weights``)."""
+  if jax.process_index() != 0:
+    return
+  config = run.config
+  meta = encoder_weights.run_meta(config, step=step, samples=int(step) * config.batch_size,
+                                  metrics=run.latest_metrics(), wall_s=run.elapsed_s())
+  encoder_weights.export_run(config.export_dir or run.workdir / "weights",
+                             {"segnet": state.params["segnet"]}, frozen, trainer="segnet", config=config,
+                             imagenet_encoder=imagenet_encoder, meta=meta)
+
+
 def train_and_evaluate(config, workdir: str) -> training.TrainState:
   """Trains the SegNet decoder per ``config`` in ``workdir``, resuming from its latest checkpoint;
   returns the final state. Exports ``segnet`` into ``config.export_dir`` (default ``workdir/weights``)."""
-  workdir = Path(workdir)
-  t_start = time.perf_counter()
-  training.quiet_orbax()
   hp = hparams_from_config(config)
-  mesh = training.data_mesh()
-  writer = training.MetricWriter(workdir)
-  checkpointer = training.Checkpointer(workdir / "checkpoints", save_every=config.checkpoint_every,
-                                       keep=config.keep_checkpoints)
-  source = None
-  try:
-    with jax.set_mesh(mesh):
-      init_from = load_init(config.init_from)
-      abstract, init = training.abstract_train_state(functools.partial(init_trainable, hp,
-                                                                       init_from=init_from),
-                                                     make_optimizer(hp),
-                                                     jax.random.PRNGKey(config.seed), mesh)
-      state = checkpointer.restore(abstract)
-      if state is None:
-        state = init(jax.random.PRNGKey(config.seed))
-      start = int(jax.device_get(state.step))
-      logging.info("SegNet (%s model): step %d of %d on %s", config.model, start, config.num_steps,
-                   training.device_description())
-      frozen, imagenet_encoder = training.frozen_encoder(config.encoder, hp.model, config.seed)
-      frozen = training.place_replicated(mesh, frozen)
-      source, held = make_data(config, start_step=start, mesh=mesh)
-      teacher = segnet_eval.evaluate_teacher(held) if any(h.teacher is not None for h in held) else None
-      if isinstance(source, dict):
-        resident = training.place_replicated(mesh, {k: v.arrays() for k, v in source.items()})
-        get_args = lambda step: (frozen, resident)
-      else:
-        get_args = lambda step: (frozen, training.place_batch(mesh, next(source)))
-
-      def run_eval(step, state):
-        metrics, pred = evaluate(state.params, frozen, held, hp, config.eval_feather)
-        writer.scalars(step, {**metrics, **({"eval/teacher_person_iou": teacher["person_iou"]}
-                                            if teacher else {})})
-        logging.info("step %d: held-out person IoU %.4f (min %.4f, %d portraits at %d px through the "
-                     "CLI path; MediaPipe teacher %s)", step, metrics["eval/person_iou"],
-                     metrics["eval/person_iou_min"], len(held), config.eval_size,
-                     f"{teacher['person_iou']:.4f}" if teacher else "n/a")
-        writer.image(step, "eval", sample_sheet(held, pred, config.num_samples))
-
-      def write_weights(step, state):
-        if jax.process_index() != 0:
-          return
-        nets = {"segnet": jax.device_get(state.params["segnet"])}
-        if not imagenet_encoder:
-          nets["encoder"] = jax.device_get(frozen["encoder"])
-        meta = {"steps": int(step), "wall_time_s": round(time.perf_counter() - t_start, 1),
-                "device": training.device_description(), "config": config.to_dict(),
-                "metrics": {k: v for k, v in writer.last.items() if k.startswith(("loss", "eval"))}}
-        training.export_weights(config.export_dir or workdir / "weights", nets, trainer="segnet",
-                                encoder=config.encoder, include_encoder=not imagenet_encoder,
-                                model_config=config.model, dtype=config.export_dtype, meta=meta)
-
-      hooks = [training.Hook(config.eval_every, run_eval),
-               training.Hook(config.export_every, write_weights)]
-      loop = training.LoopConfig(num_steps=config.num_steps, global_batch=config.batch_size,
-                                 log_every=config.log_every)
-      if start == 0:
-        run_eval(0, state)                 # the untrained baseline
-      with training.StopFlag() as stop:
-        state = training.run_loop(state, train_step, get_args, loop, static={"hp": hp},
-                                  checkpointer=checkpointer, writer=writer, hooks=hooks, stop=stop,
-                                  extra_metrics=getattr(source, "stats", None) and source.stats.metrics)
-  finally:
-    if hasattr(source, "close"):
-      source.close()
-    checkpointer.close()
-    writer.close()
-  return state
+  with training.start_run(config, workdir) as run:
+    frozen, imagenet_encoder = encoder_weights.frozen_encoder(config.encoder, hp.model, config.seed)
+    frozen = sharding.place_replicated(run.mesh, frozen)
+    source, held = train_inputs.segnet_data(config, mesh=run.mesh)
+    run.track({"train": source})
+    abstract, init = training.abstract_train_state(
+        functools.partial(init_trainable, hp, init_from=load_init(config.init_from)), make_optimizer(hp),
+        jax.random.PRNGKey(config.seed), run.mesh)
+    state, restored = run.restore_or_init(abstract, init)
+    logging.info("SegNet (%s model): step %d of %d on %s", config.model, state.step, config.num_steps,
+                 profiling.device_description())
+    teacher = segnet_eval.evaluate_teacher(held) if any(h.teacher is not None for h in held) else None
+    if isinstance(source, dict):
+      resident = sharding.place_replicated(run.mesh, {k: v.arrays() for k, v in source.items()})
+      get_args = lambda step: (frozen, resident)
+    else:
+      get_args = lambda step: (frozen, sharding.place_batch(run.mesh, next(source)))
+    run_eval = functools.partial(eval_and_log, run, frozen, held, teacher, hp)
+    if not restored:
+      run_eval(0, state)                 # the untrained baseline
+    hooks = [training.Hook(config.eval_every, run_eval),
+             training.Hook(config.export_every,
+                           functools.partial(write_weights, run, frozen, imagenet_encoder))]
+    return run.loop(state, train_step, get_args, hp=hp, hooks=hooks,
+                    extra_metrics=getattr(source, "stats", None) and source.stats.metrics)

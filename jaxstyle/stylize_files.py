@@ -10,7 +10,7 @@
   may be an input, and no two outputs may share a path (checked before anything runs).
 - Batching: pairs are grouped by shape bucket (``buckets.py``: content sides rounded up to multiples of
   128, styles padded to one square), and each group runs through the one jitted program of
-  ``portrait.make_program`` over ``portrait.data_mesh()``, in batches padded (repeating the last pair)
+  ``portrait.make_program`` over ``sharding.data_mesh()``, in batches padded (repeating the last pair)
   to the group's batch size, a multiple of the device count. Padding is reflection at the bottom/right;
   the program is told each picture's valid size (padded positions are never attention keys nor in
   SANet's statistics), and every output is cropped back to its content's exact size. A folder of mixed
@@ -37,25 +37,21 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-import flax.traverse_util
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 import jaxstyle
 from jaxstyle import buckets
 from jaxstyle import compile_cache
 from jaxstyle import image_io
+from jaxstyle import model as model_lib
 from jaxstyle import portrait
-from jaxstyle import segnet as segnet_lib
-from jaxstyle import weights as weights_lib
-from jaxstyle.image_io import ImageError
+from jaxstyle import sharding
+from jaxstyle.image_io import IMAGE_SUFFIXES, ImageError
 from jaxstyle.sheet import comparison_sheet, sheet_panels
 from jaxstyle.weights import WeightsError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                            ".pgm", ".pnm"})
 DEFAULT_WEIGHTS = Path(jaxstyle.__file__).resolve().parent.parent / "weights"
 DTYPES = ("float32", "bfloat16")
 MODES = ("portrait", "plain")
@@ -63,19 +59,8 @@ MAX_SIZE = math.isqrt(image_io.MAX_PIXELS)   # --size: a square picture of this 
 # --feather: σ of a tenth of the longer side already blurs the mask into a gradient across the person;
 # the blur's filter grows with σ (1e6 asked for gigabytes).
 MAX_FEATHER = 0.1
-ALPHA_RANGE = (0.0, 1.0)   # 0 = the content's own features, 1 = full transfer
+ALPHA_RANGE = (0.0, 1.0)   # 0 = SANet's identity transfer T(c, c), 1 = full transfer
 W_RANGE = (0.0, 4.0)       # attention weights: 0 drops a scale; beyond a few the features saturate
-HOW_TO_GET_WEIGHTS = (
-    "get weights by training them (`python -m train.sanet --config train/configs/sanet.py "
-    "--workdir runs/sanet`, which exports runs/sanet/weights) or by importing the published SANet "
-    "checkpoints (`python -m jaxstyle.pretrained convert --vgg vgg_normalised.pth --decoder "
-    "decoder_iter_500000.pth --transform transformer_iter_500000.pth --out weights_sanet`), "
-    "then pass --weights DIR")
-NO_SEGNET = ("portrait mode needs a trained SegNet (segnet.safetensors; the published SANet checkpoints "
-             "have none): use weights that include it, give your own person mask with --mask FILE, or "
-             "run --mode plain")
-FETCH_ENCODER = "run `python -m jaxstyle.pretrained fetch` (or `make setup`) once"
-
 
 class UsageError(Exception):
   """Options that do not fit together, or inputs that name no image."""
@@ -223,81 +208,12 @@ def plan_jobs(contents: Sequence[Path], styles: Sequence[Path], req: Request) ->
   return jobs
 
 
-# --- weights ----------------------------------------------------------------------------------------
-
-
-def needed_networks(cfg: portrait.ModelConfig, mode: str, user_mask: bool) -> list[str]:
-  needed = ["transform", "decoder"]
-  if mode == "portrait" and not user_mask:
-    needed.append("segnet")
-    if segnet_lib.SEGNET_CONFIGS[cfg.segnet].encoder == "vgg16":
-      needed.append("segnet_encoder")
-  return needed
-
-
-def imagenet_encoder() -> dict:
-  """The cached ImageNet VGG-19 (never downloads here: that is the setup step's job)."""
-  from jaxstyle import pretrained   # lazily: checkpoint tooling only when a manifest asks for it
-  path = pretrained.resolve_cache_dir() / pretrained.CACHE_FILE
-  if not path.is_file():
-    raise WeightsError(f"these weights use the ImageNet VGG-19 encoder, which is not cached at {path}: "
-                       f"{FETCH_ENCODER}")
-  try:
-    return pretrained.load_vgg19_imagenet()
-  except pretrained.PretrainedError as e:   # names the file and says how to replace it
-    raise WeightsError(" ".join(str(e).split())) from None
-  except (OSError, ValueError) as e:
-    raise WeightsError(f"{path}: {' '.join(str(e).split())}; delete it and {FETCH_ENCODER}") from None
-
-
-def check_shapes(params: portrait.Params, cfg: portrait.ModelConfig, directory: Path, name: str) -> None:
-  """Raises ``WeightsError`` naming the first variable that does not fit model config ``name``."""
-  expected = jax.eval_shape(functools.partial(portrait.init_params, cfg), jax.random.key(0))
-  for net, variables in params.items():
-    got = {"/".join(k): np.shape(v) for k, v in flax.traverse_util.flatten_dict(variables).items()}
-    want = {"/".join(k): v.shape for k, v in flax.traverse_util.flatten_dict(expected[net]).items()}
-    where = f"{directory}: {net} does not fit model config {name!r}"
-    for key in sorted(want.keys() | got.keys()):
-      if key not in got:
-        raise WeightsError(f"{where}: it lacks {key}")
-      if key not in want:
-        raise WeightsError(f"{where}: unexpected variable {key}")
-      if got[key] != want[key]:
-        raise WeightsError(f"{where}: {key} has shape {got[key]}, expected {want[key]}")
-
-
-def load_model(directory: str | Path, *, mode: str = "portrait", user_mask: bool = False,
-               dtype: str = "float32") -> tuple[portrait.Params, portrait.ModelConfig]:
-  """Float32 params of every network the run needs and their ``ModelConfig`` (compute ``dtype``)."""
-  directory = Path(directory)
-  if not (directory / weights_lib.MANIFEST).is_file():
-    raise WeightsError(f"no weights in {directory} (no {weights_lib.MANIFEST}): {HOW_TO_GET_WEIGHTS}")
-  manifest = weights_lib.read_manifest(directory)
-  name = manifest.get("model_config")
-  if name not in portrait.MODEL_CONFIGS:
-    raise WeightsError(f"{directory}: unknown model config {name!r} "
-                       f"(this version knows {', '.join(portrait.MODEL_CONFIGS)})")
-  cfg = dataclasses.replace(portrait.MODEL_CONFIGS[name], dtype=dtype)
-  needed = needed_networks(cfg, mode, user_mask)
-  have = {f.removesuffix(".safetensors") for f in manifest.get("files", {})}
-  missing = [n for n in needed if n not in have]
-  if missing:
-    hint = NO_SEGNET if set(missing) <= {"segnet", "segnet_encoder"} else HOW_TO_GET_WEIGHTS
-    raise WeightsError(f"{directory} lacks {', '.join(m + '.safetensors' for m in missing)}: {hint}")
-  source = manifest.get("encoder")
-  if source not in ("imagenet_vgg19", "file"):
-    raise WeightsError(f"{directory}: unknown encoder source {source!r} in {weights_lib.MANIFEST}")
-  encoder = imagenet_encoder() if source == "imagenet_vgg19" else None
-  params, _ = weights_lib.load(directory)
-  if encoder is None and "encoder" not in params:
-    raise WeightsError(f"{directory}: {weights_lib.MANIFEST} says the encoder is in a file, but lists "
-                       "no encoder.safetensors")
-  params = {"encoder": params["encoder"] if encoder is None else encoder, **{n: params[n] for n in needed}}
-  check_shapes(params, cfg, directory, name)
-  return params, cfg
-
-
 # --- running ----------------------------------------------------------------------------------------
+
+
+def needed_networks(mode: str, user_mask: bool) -> list[str]:
+  """The trained networks a run reads besides the encoder: SegNet only for portraits without a mask."""
+  return ["transform", "decoder"] + ["segnet"] * (mode == "portrait" and not user_mask)
 
 
 def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
@@ -305,7 +221,7 @@ def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
   return np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)]) if len(x) < size else x
 
 
-def stylize_batch(program, mesh: jax.sharding.Mesh, params: portrait.Params, contents: np.ndarray,
+def stylize_batch(program, mesh: jax.sharding.Mesh, params: model_lib.Params, contents: np.ndarray,
                   styles: np.ndarray, controls: np.ndarray, masks: np.ndarray | None = None,
                   sizes: np.ndarray | None = None) -> dict[str, jax.Array]:
   """One call of a ``make_program`` program, the batch (a multiple of ``mesh.size``) split over ``data``.
@@ -313,15 +229,12 @@ def stylize_batch(program, mesh: jax.sharding.Mesh, params: portrait.Params, con
   ``sizes``: the valid sizes of bucket-padded inputs (a ``with_sizes`` program). Returns the program's
   outputs as global arrays, still sharded (padding included).
   """
-  batch = NamedSharding(mesh, P("data"))
-  place = lambda x, dtype=np.float32: jax.make_array_from_process_local_data(
-      batch, np.ascontiguousarray(x, dtype))
-  args = [params, place(contents), place(styles), controls]
-  if sizes is not None:
-    args.append(place(sizes, np.int32))
-  if masks is not None:
-    args.append(place(masks))
-  return program(*args)
+  f32 = lambda x: np.ascontiguousarray(x, np.float32)
+  batch = [f32(contents), f32(styles)]
+  batch += [] if sizes is None else [np.ascontiguousarray(sizes, np.int32)]
+  batch += [] if masks is None else [f32(masks)]
+  return program(params, *sharding.place_batch(mesh, batch[:2]), controls,
+                 *sharding.place_batch(mesh, batch[2:]))
 
 
 def group_jobs(jobs: Sequence[Job], contents: Sequence[np.ndarray],
@@ -386,14 +299,14 @@ def run(req: Request, *, log: Callable[[str], None] = _log, progress: bool | Non
   jobs = plan_jobs(content_paths, style_paths, req)
   check_writable(jobs)
   inputs = [*content_paths, *style_paths, *([Path(req.mask)] if req.mask else [])]
-  params, cfg = load_model(req.weights, mode=req.mode, user_mask=bool(req.mask), dtype=req.dtype)
+  params, cfg = model_lib.load(req.weights, needed_networks(req.mode, bool(req.mask)), dtype=req.dtype)
 
   contents = [image_io.load_image(p, req.size or None) for p in content_paths]
   styles = [image_io.load_image(p, req.size or None) for p in style_paths]
   user_mask = image_io.load_mask(req.mask, contents[0].shape[:2]) if req.mask else None
 
-  mesh = portrait.data_mesh()
-  params = jax.device_put(params, NamedSharding(mesh, P()))
+  mesh = sharding.data_mesh()
+  params = jax.device_put(params, sharding.replicated(mesh))
   program = portrait.make_program(cfg, mesh, mode=req.mode, feather=req.feather,
                                   keep_color=req.preserve_color, with_sizes=True,
                                   with_mask=user_mask is not None)

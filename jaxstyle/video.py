@@ -10,26 +10,19 @@
   bucket is needed: frames run at their exact size.
 - The output has the input's frame count and frame rate (constant: the stream's average rate); audio is
   remuxed without re-encoding.
-- **Temporal mask smoothing.** SegNet sees each frame alone, so its mask flickers at the person's edge.
-  The blend mask of frame t is a centred Gaussian average (σ = ``SMOOTH_SIGMA`` frames, cut at
-  ``SMOOTH_RADIUS``) of the per-frame feathered masks, renormalised at the clip's ends. Blurring is
-  linear, so this equals smoothing SegNet's masks first and feathering after; being centred it adds no
-  lag (frames wait ``SMOOTH_RADIUS`` frames for their future). The background and person transfers come
-  from the program and are blended again on the host with the smoothed mask. ``flicker`` (mean absolute
-  mask change between consecutive frames) is logged before and after.
+- Portrait clips: the program's per-frame masks are smoothed over time and the two transfers blended
+  again on the host with the smoothed mask (``jaxstyle.temporal``); mask flicker is logged before and
+  after.
 - Anything wrong with a video (unreadable, no video stream, no frame rate, a codec the container cannot
   take) is a ``VideoError``: one line, exit 2, and the output is written to a temporary file beside the
   target that is removed, so no partial file is left.
 """
 from __future__ import annotations
 
-import collections
-import contextlib
 import dataclasses
 import fractions
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -37,12 +30,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 import av
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from jaxstyle import image_io
+from jaxstyle import model as model_lib
 from jaxstyle import portrait
+from jaxstyle import sharding
 from jaxstyle import stylize_files
+from jaxstyle import temporal
 from jaxstyle.image_io import ImageError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
@@ -50,8 +45,6 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".m
 # Output container → video codec. H.264 (libx264 inside PyAV's wheel) where the container takes it.
 OUTPUT_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264",
                  ".webm": "libvpx-vp9", ".avi": "mpeg4"}
-SMOOTH_SIGMA = 1.0     # frames
-SMOOTH_RADIUS = 2      # frames each side: 2σ holds 95% of the weight
 
 
 class VideoError(ImageError):
@@ -66,61 +59,6 @@ def _one_line(e: BaseException) -> str:
   """The message of ``e`` on one line (FFmpeg's text without its "[Errno N]" prefix)."""
   text = getattr(e, "strerror", None) or str(e)
   return " ".join(text.split()) or type(e).__name__
-
-
-# --- smoothing and flicker (pure) --------------------------------------------------------------------
-
-
-def temporal_weights(radius: int = SMOOTH_RADIUS, sigma: float = SMOOTH_SIGMA) -> np.ndarray:
-  """Gaussian weights of frame offsets −radius..radius (unnormalised: the ends renormalise)."""
-  return np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-
-
-def smooth_masks(masks: Iterable[np.ndarray], radius: int = SMOOTH_RADIUS,
-                 sigma: float = SMOOTH_SIGMA) -> Iterator[np.ndarray]:
-  """Centred Gaussian average over time of a stream of ``[H, W]`` masks, one out per one in.
-
-  Holds ``radius`` future masks; at the clip's ends the window is cut and its weights renormalised.
-  """
-  weights = temporal_weights(radius, sigma)
-  window: list[np.ndarray] = []   # masks t − radius .. t + radius that exist
-  first = 0                       # index in the clip of window[0]
-  t = 0                           # next mask to emit
-
-  def emit(t):
-    lo, hi = max(t - radius, first), min(t + radius, first + len(window) - 1)
-    w = weights[lo - t + radius:hi - t + radius + 1]
-    return np.tensordot(w / w.sum(), np.stack(window[lo - first:hi - first + 1]), axes=1)
-
-  for mask in masks:
-    window.append(mask)
-    if first + len(window) - 1 >= t + radius:   # t's future has arrived
-      yield emit(t).astype(mask.dtype)
-      t += 1
-      if t - radius > first:
-        window.pop(0)
-        first += 1
-  while t < first + len(window):
-    yield emit(t).astype(window[0].dtype)
-    t += 1
-
-
-@dataclasses.dataclass
-class Flicker:
-  """Running mean absolute change between consecutive masks."""
-  total: float = 0.0
-  count: int = 0
-  last: np.ndarray | None = None
-
-  def add(self, mask: np.ndarray) -> None:
-    if self.last is not None:
-      self.total += float(np.abs(mask - self.last).mean())
-      self.count += 1
-    self.last = mask
-
-  @property
-  def value(self) -> float:
-    return self.total / max(self.count, 1)
 
 
 def frame_hw(hw: tuple[int, int], size: int) -> tuple[int, int]:
@@ -198,21 +136,6 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
   return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
 
 
-@contextlib.contextmanager
-def atomic_output(path: Path):
-  """A temporary path beside ``path`` (same suffix, so the muxer picks the container) that replaces
-  ``path`` when the block succeeds and is removed when it fails."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
-  os.close(fd)
-  try:
-    yield Path(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-
-
 # --- the run -----------------------------------------------------------------------------------------
 
 
@@ -222,7 +145,7 @@ class Stylizer:
   mode: str
   program: Callable
   mesh: jax.sharding.Mesh
-  params: portrait.Params
+  params: model_lib.Params
   style: np.ndarray
   controls: np.ndarray
   batch: int
@@ -240,32 +163,14 @@ class Stylizer:
     return [{k: v[i] for k, v in out.items()} for i in range(len(frames))]
 
 
-def blend_smoothed(results: Iterable[dict[str, np.ndarray]], raw: Flicker,
-                   smooth: Flicker) -> Iterator[np.ndarray]:
-  """Portrait frames: the two transfers blended with the temporally smoothed mask (``smooth_masks``).
-  Records the flicker of the masks before and after smoothing."""
-  held: collections.deque = collections.deque()
-
-  def masks():
-    for r in results:
-      held.append(r)
-      raw.add(r["mask"])
-      yield r["mask"]
-
-  for mask in smooth_masks(masks()):
-    r = held.popleft()
-    smooth.add(mask)
-    yield mask[..., None] * r["person"] + (1 - mask[..., None]) * r["background"]
-
-
 def stylize_clip(src: Path, dst: Path, stylizer: Stylizer, info: Probe, hw: tuple[int, int], *,
                  log: Callable[[str], None], progress: bool | None) -> dict[str, float]:
   """Writes ``dst``: every frame of ``src`` stylised, same rate, audio copied. Returns statistics."""
   codec = OUTPUT_CODECS.get(dst.suffix.lower())
-  raw, smooth = Flicker(), Flicker()
+  raw, smooth = temporal.Flicker(), temporal.Flicker()
   frames_done, start, first_batch = 0, time.perf_counter(), None
   try:
-    with atomic_output(dst) as tmp, av.open(str(src)) as inp, av.open(str(tmp), "w") as out:
+    with image_io.atomic_path(dst) as tmp, av.open(str(src)) as inp, av.open(str(tmp), "w") as out:
       video = out.add_stream(codec, rate=info.rate)
       video.width, video.height, video.pix_fmt = hw[1], hw[0], "yuv420p"
       audio_in = inp.streams.audio[0] if inp.streams.audio else None
@@ -284,7 +189,7 @@ def stylize_clip(src: Path, dst: Path, stylizer: Stylizer, info: Probe, hw: tupl
 
       with tqdm(total=info.frames or None, unit="frame", disable=None if progress is None else not progress,
                 desc=dst.name) as bar:
-        images = (blend_smoothed(results(), raw, smooth) if stylizer.portrait
+        images = (temporal.blend_smoothed(results(), raw, smooth) if stylizer.portrait
                   else (r["image"] for r in results()))
         for image in images:
           frame = av.VideoFrame.from_ndarray(to_uint8(image), format="rgb24")
@@ -335,9 +240,9 @@ def run_video(req, content: Path, styles: Sequence[Path], *, log: Callable[[str]
     if image_io.same_file(path, content) or any(image_io.same_file(path, s) for s in styles):
       raise stylize_files.UsageError(f"{path}: refusing to overwrite an input (choose another --output)")
   stylize_files.check_writable_paths(outputs)
-  params, cfg = stylize_files.load_model(req.weights, mode=req.mode, dtype=req.dtype)
-  mesh = portrait.data_mesh()
-  params = jax.device_put(params, NamedSharding(mesh, P()))
+  params, cfg = model_lib.load(req.weights, stylize_files.needed_networks(req.mode, False), dtype=req.dtype)
+  mesh = sharding.data_mesh()
+  params = jax.device_put(params, sharding.replicated(mesh))
   program = portrait.make_program(cfg, mesh, mode=req.mode, feather=req.feather,
                                   keep_color=req.preserve_color)
   batch = -(-(req.batch_size or mesh.size) // mesh.size) * mesh.size
@@ -365,7 +270,7 @@ def pan_clip(image: np.ndarray, path: str | os.PathLike, frames: int = 12, hw: t
   small = image_io._resize(image, (math.ceil(h * scale), math.ceil(w * scale)), image_io.RESAMPLE_IMAGE)
   ys = np.linspace(0, small.shape[0] - hw[0], frames).round().astype(int)
   xs = np.linspace(0, small.shape[1] - hw[1], frames).round().astype(int)
-  with atomic_output(path) as tmp, av.open(str(tmp), "w") as out:
+  with image_io.atomic_path(path) as tmp, av.open(str(tmp), "w") as out:
     stream = out.add_stream("libx264", rate=rate)
     stream.width, stream.height, stream.pix_fmt = hw[1], hw[0], "yuv420p"
     for y, x in zip(ys, xs):

@@ -16,27 +16,27 @@ code. A folder is treated as hostile input all the same: the manifest must have 
 file names that stay inside the folder (``name.safetensors``, no path); every tensor must have the
 manifest's dtype, be finite and stay within ``MAX_ABS_WEIGHT``. Anything else is one ``WeightsError``.
 
-Folders are written whole: ``save`` and ``update`` build the new folder as a hidden sibling and swap it
-in with one rename (``renameat2(RENAME_EXCHANGE)`` where the kernel has it), holding a lock on the parent
-folder, so a reader or a killed writer sees the old folder or the new one, never a mix.
+Folders are written whole: ``save`` and ``update`` go through ``folder_swap.replace_folder``, so a reader
+or a killed writer sees the old folder or the new one, never a mix.
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import fcntl
+import bisect
 import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
+from flax import traverse_util
 import numpy as np
 from safetensors.numpy import load as st_load, save as st_save
+
+from jaxstyle import image_io
+from jaxstyle.folder_swap import replace_folder
 
 FORMAT = "jaxstyle-weights/1"
 MANIFEST = "MANIFEST.json"
@@ -47,8 +47,9 @@ MAX_MANIFEST_BYTES = 1 << 20
 FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\.safetensors")
 # No weight of these networks comes near this (shipped: |w| ≤ 0.27; the published vgg_normalised's
 # conv0 scales by 255), and float16 saturates at 65504: a larger value is a broken or crafted export.
-# Normalisation statistics ("batch_stats/...") are not weights and are only checked to be finite.
 MAX_ABS_WEIGHT = 1e4
+# Joins a flax variable path into a safetensors key ("params/conv4_1/kernel").
+SEP = "/"
 
 
 class WeightsError(Exception):
@@ -63,119 +64,16 @@ def sha256_file(path: str | os.PathLike) -> str:
   return h.hexdigest()
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
-  out = {}
-  for k, v in tree.items():
-    key = f"{prefix}{k}"
-    if isinstance(v, dict):
-      out.update(flatten(v, key + "/"))
-    else:
-      out[key] = np.asarray(v)
-  return out
-
-
-def unflatten(flat: dict[str, np.ndarray]) -> dict:
-  tree: dict = {}
-  for key, value in flat.items():
-    node = tree
-    *parents, leaf = key.split("/")
-    for p in parents:
-      node = node.setdefault(p, {})
-      if not isinstance(node, dict):
-        raise ValueError(f"key {key[:100]!r} runs through a tensor")
-    if leaf in node:
-      raise ValueError(f"key {key[:100]!r} is also a folder of other keys")
-    node[leaf] = value
-  return tree
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.chmod(tmp, 0o644)   # mkstemp makes 0600; weights folders are shared read-only
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
-
-
-# --- writing whole folders ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _parent_lock(directory: Path) -> Iterator[None]:
-  """An exclusive ``flock`` on ``directory``'s parent folder: the folder itself is swapped out, so a
-  lock file inside it would not exclude anyone."""
-  directory.parent.mkdir(parents=True, exist_ok=True)
-  fd = os.open(directory.parent, os.O_RDONLY)
-  try:
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    yield
-  finally:
-    os.close(fd)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-  """Swaps two folders in one atomic step (Linux ``renameat2``); False where that is unavailable."""
-  try:
-    renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-  except (AttributeError, OSError):
-    return False
-  renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-  return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
-
-
-def _remove_stale_siblings(directory: Path) -> None:
-  """What a killed writer left (only writers holding the parent lock make these): unfinished new
-  folders are removed; an old folder moved aside is put back when nothing replaced it."""
-  for stale in directory.parent.glob(f".{directory.name}.new-*"):
-    _remove(stale)
-  old = directory.parent / f".{directory.name}.old"
-  if old.exists() or old.is_symlink():
-    if directory.exists() or directory.is_symlink():
-      _remove(old)
-    else:
-      os.rename(old, directory)
-
-
-def _remove(path: Path) -> None:
-  """Deletes a folder, or what the exchange moved out of ``directory``'s place: a link or a file."""
-  if path.is_symlink() or path.is_file():
-    path.unlink()
-  elif path.exists():
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def replace_folder(directory: str | os.PathLike, fill: Callable[[Path], Any]) -> Any:
-  """Runs ``fill(new)`` on an empty hidden sibling folder, then puts ``new`` in ``directory``'s place in
-  one rename; returns what ``fill`` returned. Holds the parent folder's lock throughout, so ``fill`` may
-  read the current ``directory``."""
-  directory = Path(directory)
-  with _parent_lock(directory):
-    _remove_stale_siblings(directory)
-    new = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.new-"))
-    try:
-      result = fill(new)
-      os.chmod(new, 0o755)   # mkdtemp makes 0700; weights folders are shared read-only
-      if not directory.exists():
-        os.rename(new, directory)
-      elif not _exchange(new, directory):
-        # No atomic exchange (another OS or file system): two renames. A kill between them leaves
-        # only .NAME.old, which the next writer puts back (``_remove_stale_siblings``).
-        old = directory.parent / f".{directory.name}.old"
-        os.rename(directory, old)
-        os.rename(new, directory)
-        new = old
-    finally:
-      _remove(new)
-  return result
+def unflatten(flat: dict[str, np.ndarray], path: Path) -> dict:
+  """Nested variables from ``SEP``-joined keys; a ``WeightsError`` when a key is also the folder of
+  other keys (``a`` and ``a/b``), which would silently overwrite one of them."""
+  keys = sorted(flat)
+  for key in keys:
+    folder = key + SEP
+    i = bisect.bisect_left(keys, folder)   # keys under ``folder`` sort right after it
+    if i < len(keys) and keys[i].startswith(folder):
+      raise WeightsError(f"{path}: key {key[:100]!r} is both a tensor and the folder of {keys[i][:100]!r}")
+  return traverse_util.unflatten_dict(flat, sep=SEP)
 
 
 def save(directory: str | os.PathLike, params: dict[str, Any], model_config: str, *,
@@ -188,7 +86,7 @@ def save(directory: str | os.PathLike, params: dict[str, Any], model_config: str
     manifest = {"format": FORMAT, "model_config": model_config,
                 "encoder": "file" if include_encoder else "imagenet_vgg19", "files": files,
                 "meta": meta or {}}
-    atomic_write_bytes(new / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    _write_manifest(new, manifest)
     return manifest
 
   return replace_folder(directory, fill)
@@ -201,13 +99,20 @@ def _write_networks(directory: Path, params: dict[str, Any], dtype: str, include
   for name, variables in sorted(params.items()):
     if name == "encoder" and not include_encoder:
       continue
-    flat = {k: np.asarray(v, np.float32).astype(dtype) for k, v in flatten(variables).items()}
+    flat = {k: np.asarray(v, np.float32).astype(dtype)
+            for k, v in traverse_util.flatten_dict(variables, sep=SEP).items()}
     fname = f"{name}.safetensors"
     check_tensors(flat, dtype, directory / fname)   # never write what load would refuse
-    atomic_write_bytes(directory / fname, st_save(flat))
+    with image_io.atomic_path(directory / fname) as tmp:
+      tmp.write_bytes(st_save(flat))
     files[fname] = {"sha256": sha256_file(directory / fname), "dtype": dtype,
                     "params": int(sum(v.size for v in flat.values()))}
   return files
+
+
+def _write_manifest(directory: Path, manifest: dict) -> None:
+  with image_io.atomic_path(directory / MANIFEST) as tmp:
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _carry_over(old: Path, new: Path, names: list[str]) -> None:
@@ -251,7 +156,7 @@ def update(directory: str | os.PathLike, params: dict[str, Any], model_config: s
     merged = {**(old["meta"] if old else {}), **(meta or {})}
     manifest = {"format": FORMAT, "model_config": model_config, "encoder": encoder,
                 "files": dict(sorted(files.items())), "meta": merged}
-    atomic_write_bytes(new / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    _write_manifest(new, manifest)
     return manifest
 
   return replace_folder(directory, fill)
@@ -281,6 +186,9 @@ def check_manifest(manifest: Any, path: Path) -> dict:
     if not isinstance(manifest.get(key), kind):
       raise WeightsError(f"{path}: {key!r} must be a JSON {'string' if kind is str else 'object'}, got "
                          f"{type(manifest.get(key)).__name__}")
+  if manifest["encoder"] not in ENCODER_SOURCES:
+    raise WeightsError(f"{path}: unknown encoder source {manifest['encoder'][:80]!r}, expected one of "
+                       f"{', '.join(ENCODER_SOURCES)}")
   for fname, info in manifest["files"].items():
     check_file_name(fname, path.parent)
     if not isinstance(info, dict):
@@ -332,14 +240,14 @@ def holds_export(directory: str | os.PathLike, trainer: str, steps: Any, network
 
 
 def check_tensors(flat: dict[str, np.ndarray], dtype: str, path: Path) -> dict[str, np.ndarray]:
-  """``flat`` if every tensor has ``dtype``, is finite and, for weights, within ``MAX_ABS_WEIGHT``."""
+  """``flat`` if every tensor has ``dtype``, is finite and within ``MAX_ABS_WEIGHT``."""
   for key, value in flat.items():
     if value.dtype != np.dtype(dtype):
       raise WeightsError(f"{path}: {key} is {value.dtype}, the manifest says {dtype}")
     bad = int(value.size - np.count_nonzero(np.isfinite(value)))
     if bad:
       raise WeightsError(f"{path}: {key} holds {bad} NaN or infinite value(s) of {value.size}")
-    if not key.startswith("batch_stats/") and value.size and np.abs(value).max() > MAX_ABS_WEIGHT:
+    if value.size and np.abs(value).max() > MAX_ABS_WEIGHT:
       raise WeightsError(f"{path}: {key} holds values up to {float(np.abs(value).max()):.4g}, beyond "
                          f"±{MAX_ABS_WEIGHT:g} (no weight of these networks is that large)")
   return flat
@@ -394,10 +302,7 @@ def load(directory: str | os.PathLike) -> tuple[dict[str, Any], dict]:
   params = {}
   for fname, info in manifest["files"].items():
     flat = read_safetensors(directory / fname, info["dtype"], _verified_bytes(directory, fname, info))
-    try:
-      tree = unflatten({k: v.astype(np.float32) for k, v in flat.items()})
-    except ValueError as e:
-      raise WeightsError(f"{directory / fname}: {e}") from None
+    tree = unflatten({k: v.astype(np.float32) for k, v in flat.items()}, directory / fname)
     count = sum(v.size for v in flat.values())
     if info.get("params", count) != count:
       raise WeightsError(f"{directory / fname}: holds {count} values, the manifest says {info['params']}")

@@ -42,9 +42,9 @@ if [ "$TRAIN_SECONDS" -gt 0 ]; then
 fi
 
 if [ "$BENCH_SECONDS" -gt 0 ]; then
-  timeout -s TERM -k 10 "$BENCH_SECONDS" python3 benchmarks/program_throughput.py --size 512 \
+  timeout -s TERM -k 10 "$BENCH_SECONDS" python3 -m benchmarks.program_throughput --size 512 \
     --batch 32 64 --dtype bfloat16 --csv /tmp/logs/throughput.csv 2>&1 | grep -v "^W"
-  timeout -s TERM -k 10 90 python3 benchmarks/program_throughput.py --size 2048 --batch 1 \
+  timeout -s TERM -k 10 90 python3 -m benchmarks.program_throughput --size 2048 --batch 1 \
     --dtype bfloat16 --repeats 3 --csv /tmp/logs/throughput.csv 2>&1 | grep -v "^W"
 fi
 if [ "$SWEEP_SECONDS" -gt 0 ] && [ -f benchmarks/gpu_sweep.sh ]; then

@@ -78,7 +78,7 @@ prior_s = int(rows[-1].replace(",", "")) if rows else 0
 run = {"date": str(datetime.date.today()), "device": after["device"], "steps": after["steps"] - before["steps"],
        "samples": after["samples"] - after["continued_from"]["samples"], "device_s": seconds,
        "cumulative_steps": after["steps"], "cumulative_samples": after["samples"],
-       "cumulative_device_s": prior_s + seconds, "losses": after["losses"]}
+       "cumulative_device_s": prior_s + seconds, "metrics": after["metrics"]}
 json.dump(run, open(f"{out}/run.json", "w"), indent=1)
 row = (f"| {run['date']} | {run['device']} | {run['steps']:,} | {run['samples']:,} | {seconds:,} s | "
        f"{run['cumulative_steps']:,} | {run['cumulative_samples']:,} | {run['cumulative_device_s']:,} s |")

@@ -3,33 +3,27 @@
     python scripts/pack_images.py --out .devdata/content --shorter 320 ../shared/data/photos ../shared/data/portraits
     python scripts/pack_images.py --out .devdata/styles --shorter 320 ../shared/data/styles
 
-Files that do not decode are skipped and listed. Each source folder becomes a subfolder of ``--out`` and
+Files are read as the trainers read them (``image_io.decode_uint8``: EXIF orientation applied,
+transparency on white); files that do not decode are skipped and listed. Each source folder becomes a subfolder of ``--out`` and
 each file keeps its stem (``photos/x.png`` → ``OUT/photos/x.jpg``): the trainers read folders recursively,
 and ``train/configs/sanet.py`` excludes the quality harness's held-out images by stem.
 """
 import argparse
 from pathlib import Path
 
-from PIL import Image, ImageOps
-
-EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+from jaxstyle import image_io
 
 
 def pack(sources: list[Path], out: Path, shorter: int, quality: int) -> tuple[int, list[str]]:
   written, skipped = 0, []
   for src in sources:
-    (out / src.name).mkdir(parents=True, exist_ok=True)
-    for path in sorted(p for p in src.rglob("*") if p.suffix.lower() in EXTS):
+    for path in sorted(p for p in src.rglob("*") if image_io.is_image(p)):
       try:
-        with Image.open(path) as im:
-          im = ImageOps.exif_transpose(im).convert("RGB")
-          scale = shorter / min(im.size)
-          if scale < 1:
-            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
-          im.save(out / src.name / f"{path.stem}.jpg", quality=quality)
-          written += 1
-      except (OSError, ValueError) as e:
-        skipped.append(f"{path}: {e}")
+        image = image_io.decode_uint8(path, shorter, upscale=False)
+        image_io.save_image_atomic(out / src.name / f"{path.stem}.jpg", image, quality=quality)
+        written += 1
+      except image_io.ImageError as e:
+        skipped.append(str(e))
   return written, skipped
 
 

@@ -13,34 +13,26 @@ import csv
 import shutil
 from pathlib import Path
 
-from PIL import Image, ImageOps
+import numpy as np
+
+from jaxstyle import image_io
 
 
-def scaled(size: tuple[int, int], shorter: int) -> tuple[int, int]:
-  s = min(1.0, shorter / min(size))
-  return max(1, round(size[0] * s)), max(1, round(size[1] * s))
-
-
-def pack_folder(src: Path, out: Path, shorter: int, quality: int, mask_dirs: list[tuple[Path, Path]],
-                jpeg: bool = False):
-  """Packs ``src``'s listed images to ``out`` (as JPEG data when ``jpeg``); each image's masks in
-  ``mask_dirs`` (src, out) follow."""
+def pack_folder(src: Path, out: Path, shorter: int, quality: int, mask_dirs: list[tuple[Path, Path]]):
+  """Packs ``src``'s listed images to ``out`` as JPEG data (under their own names); each image's masks
+  in ``mask_dirs`` (src, out) follow at the image's new size."""
   with open(src / "SOURCES.tsv", newline="") as f:
     rows = list(csv.DictReader(f, delimiter="\t"))
   out.mkdir(parents=True, exist_ok=True)
-  for d in mask_dirs:
-    d[1].mkdir(parents=True, exist_ok=True)
   for row in rows:
-    with Image.open(src / row["file"]) as im:
-      im = ImageOps.exif_transpose(im).convert("RGB")
-      size = scaled(im.size, shorter)
-      im.resize(size, Image.LANCZOS).save(out / row["file"], format="JPEG" if jpeg else None,
-                                          quality=quality)
+    image = image_io.decode_uint8(src / row["file"], shorter, upscale=False)
+    with image_io.atomic_path(out / row["file"]) as tmp, open(tmp, "wb") as f:
+      image_io.to_pil(image).save(f, format="JPEG", quality=quality)
     names = [row.get("mask_file") or "", Path(row["file"]).stem + ".png"]
     for (m_src, m_out), name in zip(mask_dirs, names):
       if name and (m_src / name).is_file():
-        with Image.open(m_src / name) as m:
-          m.convert("L").resize(size, Image.BILINEAR).save(m_out / name)
+        mask = image_io.load_mask(m_src / name, image.shape[:2])
+        image_io.save_image_atomic(m_out / name, np.round(mask * 255.0).astype(np.uint8))
   shutil.copyfile(src / "SOURCES.tsv", out / "SOURCES.tsv")
   return len(rows)
 
@@ -54,9 +46,8 @@ def main():
   args = ap.parse_args()
   masks = [(args.src / "portraits_masks", args.out / "portraits_masks"),
            (args.src / "portraits_masks" / "mediapipe", args.out / "portraits_masks" / "mediapipe")]
-  n = pack_folder(args.src / "portraits", args.out / "portraits", args.shorter, args.quality, masks,
-                  jpeg=True)
-  n += pack_folder(args.src / "photos", args.out / "photos", args.shorter, args.quality, [], jpeg=True)
+  n = pack_folder(args.src / "portraits", args.out / "portraits", args.shorter, args.quality, masks)
+  n += pack_folder(args.src / "photos", args.out / "photos", args.shorter, args.quality, [])
   print(f"wrote {n} images (and their masks) to {args.out}")
 
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import data, image_io, losses, portrait, sheet, stylize_files
+from jaxstyle import data, image_io, losses, model, portrait, sharding, sheet
 
 PUBLIC_DOMAIN_PORTRAITS = ("skimage_astronaut.jpg", "mpl_grace_hopper.jpg")
 PORTRAITS = PUBLIC_DOMAIN_PORTRAITS + (
@@ -81,7 +81,7 @@ def segnet_miou(params, cfg, data_dir: Path, size: int = 256) -> tuple[float, fl
                                               (Path(ex.image).stem + ".png")), "mediapipe_teacher")
                 for ex in held_out]
   teacher = data.load_eval_pairs(as_teacher, size)[1]
-  m = portrait.build(cfg)
+  m = model.build(cfg)
 
   @jax.jit
   def predict(x):
@@ -102,9 +102,9 @@ def main():
   ap.add_argument("--size", type=int, default=384, help="longest side of the portraits")
   args = ap.parse_args()
 
-  params, cfg = stylize_files.load_model(args.weights)
+  params, cfg = model.load(args.weights)
   controls = portrait.Controls().as_array()
-  mesh = portrait.data_mesh(jax.devices()[:1])
+  mesh = sharding.data_mesh(jax.devices()[:1])
   programs = {mode: portrait.make_program(cfg, mesh, mode=mode) for mode in ("portrait", "plain")}
   public_dir, private_dir = args.out / "img/quality", args.private_out
   public_dir.mkdir(parents=True, exist_ok=True)

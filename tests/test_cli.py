@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -18,17 +19,17 @@ import pytest
 from PIL import Image
 
 from infer import portrait as cli
-from jaxstyle import portrait, stylize_files, weights
+from jaxstyle import model, portrait, stylize_files, weights
 from jaxstyle.image_io import ImageError
 from jaxstyle.stylize_files import Request, UsageError
 
-CFG = portrait.MODEL_CONFIGS["tiny"]
+CFG = model.MODEL_CONFIGS["tiny"]
 CONTENT_WH, STYLE_WH = (40, 48), (32, 32)
 
 
 @pytest.fixture(scope="module")
 def params():
-  init = jax.jit(functools.partial(portrait.init_params, CFG, hw=(32, 32)))   # one compile, not op by op
+  init = jax.jit(functools.partial(model.init_params, CFG, hw=(32, 32)))   # one compile, not op by op
   return jax.device_get(init(jax.random.key(0)))
 
 
@@ -98,10 +99,10 @@ def test_expand_and_plan(inputs, tmp_path):
 
 
 def test_load_model_dtype_and_needed_networks(tiny_weights):
-  params, cfg = stylize_files.load_model(tiny_weights, mode="plain", dtype="bfloat16")
+  params, cfg = model.load(tiny_weights, stylize_files.needed_networks("plain", False), dtype="bfloat16")
   assert cfg.dtype == "bfloat16" and cfg.encoder_blocks == CFG.encoder_blocks
   assert sorted(params) == ["decoder", "encoder", "transform"]
-  params, _ = stylize_files.load_model(tiny_weights)
+  params, _ = model.load(tiny_weights, stylize_files.needed_networks("portrait", False))
   assert sorted(params) == ["decoder", "encoder", "segnet", "transform"]
 
 
@@ -161,9 +162,14 @@ def test_compile_cache_folder_and_switch(monkeypatch, tmp_path):
   assert compile_cache.cache_dir() == tmp_path / "elsewhere"
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 def cli_env(**extra):
+  """The environment of a CLI run from another folder: the repository's entry points (``infer``,
+  ``train``) are not installed packages, so they are found through ``PYTHONPATH``."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  return {**env, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1", **extra}
+  return {**env, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1", "PYTHONPATH": str(REPO), **extra}
 
 
 def test_cli_subprocess_one_pair_to_one_file(inputs, tiny_weights, tmp_path):
@@ -300,11 +306,10 @@ def test_subprocess_errors_exit_2_without_traceback(inputs, tiny_weights, tmp_pa
 MULTI_DEVICE = textwrap.dedent("""
     import functools, json
     import jax, numpy as np
-    from jax.sharding import NamedSharding, PartitionSpec as P
-    from jaxstyle import portrait, stylize_files
+    from jaxstyle import model, portrait, sharding, stylize_files
 
-    cfg = portrait.MODEL_CONFIGS["tiny"]
-    params = jax.device_get(jax.jit(functools.partial(portrait.init_params, cfg, hw=(32, 32)))(
+    cfg = model.MODEL_CONFIGS["tiny"]
+    params = jax.device_get(jax.jit(functools.partial(model.init_params, cfg, hw=(32, 32)))(
         jax.random.key(0)))
     rng = np.random.default_rng(0)
     contents = rng.random((4, 32, 48, 3), np.float32)
@@ -312,9 +317,9 @@ MULTI_DEVICE = textwrap.dedent("""
     controls = portrait.Controls().as_array()
     outs, run = {}, {}
     for n in (4, 1):
-      mesh = portrait.data_mesh(jax.devices()[:n])
+      mesh = sharding.data_mesh(jax.devices()[:n])
       run[n] = functools.partial(stylize_files.stylize_batch, portrait.make_program(cfg, mesh), mesh,
-                                 jax.device_put(params, NamedSharding(mesh, P())))
+                                 jax.device_put(params, sharding.replicated(mesh)))
       outs[n] = run[n](contents, styles, controls)
     image = outs[4]["image"]
     # 3 pairs padded to the 4 devices give the same first 3 results (same shapes: no recompile)

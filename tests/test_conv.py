@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jaxstyle import conv as conv_lib
+from jaxstyle import ops
 
 RTOL = 1e-5
 
@@ -27,13 +28,12 @@ def rel_err(a, b):
   return np.abs(a - b).max() / np.abs(b).max()
 
 
-# (h, w, c, d): odd and even sizes, 2×2 (the smallest reflect allows), and channel counts that select
-# each matmul layout: c·k² ≤ 64 "patches", few outputs "taps", otherwise "rows".
+# (h, w, c, d): odd and even sizes, 2×2 (the smallest reflect allows), few and many channels.
 SHAPES = [(7, 9, 3, 5), (8, 5, 16, 2), (6, 11, 16, 16), (5, 5, 9, 40), (2, 2, 8, 8), (2, 3, 8, 8),
           (3, 2, 8, 8), (1, 4, 8, 8)]
 
 
-@pytest.mark.parametrize("formulation", ["xla", "same", "matmul"])
+@pytest.mark.parametrize("formulation", ["xla", "same"])
 @pytest.mark.parametrize("padding", ["reflect", "zero"])
 @pytest.mark.parametrize("k", [1, 3, 5])
 @pytest.mark.parametrize("shape", SHAPES)
@@ -48,17 +48,6 @@ def test_formulations_equal_numpy(formulation, padding, k, shape):
   got = jax.jit(conv_lib.conv, static_argnums=(2, 3))(x, kernel, padding, formulation)
   assert got.shape == (2, h, w, d)
   assert rel_err(got, numpy_conv(x, kernel, padding)) <= RTOL
-
-
-def test_matmul_layouts_cover_the_model_shapes():
-  layout = lambda c, d, k=3: conv_lib.matmul_layout((k, k, c, d))
-  assert layout(3, 64) == "patches"        # VGG conv1_1
-  assert layout(64, 3) == "taps"           # decoder conv1_1 (RGB out)
-  assert layout(64, 1) == "taps"           # SegNet's person logit
-  assert layout(64, 64) == layout(512, 512) == layout(256, 128) == "rows"
-  assert layout(512, 512, k=1) == "dot"
-  # The SHAPES above exercise all three 3×3 layouts.
-  assert {layout(c, d) for _, _, c, d in SHAPES} == {"patches", "taps", "rows"}
 
 
 @pytest.mark.parametrize("shape", [(2, 2), (3, 5), (6, 4)])
@@ -77,14 +66,14 @@ def test_reflect_border_correction_is_the_difference_of_paddings(shape):
 def test_conv_module_same_params_and_outputs_for_every_formulation():
   x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 9, 7, 6)), jnp.float32)
   outs, trees = {}, {}
-  for formulation in ("xla", "same", "matmul"):
+  for formulation in ("xla", "same"):
     m = conv_lib.Conv(5, 3, padding="reflect", formulation=formulation)
     variables = m.init(jax.random.PRNGKey(0), x)
     trees[formulation] = jax.tree.map(lambda v: (v.shape, v.dtype), variables)
     outs[formulation] = m.apply(variables, x)
-  assert trees["xla"] == trees["same"] == trees["matmul"]
+  assert trees["xla"] == trees["same"]
   assert trees["xla"]["params"]["kernel"] == ((3, 3, 6, 5), jnp.float32)
-  for formulation in ("same", "matmul"):
+  for formulation in ("same",):
     assert rel_err(outs[formulation], outs["xla"]) <= RTOL
 
 
@@ -95,7 +84,7 @@ def test_gradients_agree_between_formulations():
   grad = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(conv_lib.conv(x, k, "reflect", f))),
                             argnums=(0, 1))(x, kernel)
   want = grad("xla")
-  for formulation in ("same", "matmul"):
+  for formulation in ("same",):
     for g, w in zip(grad(formulation), want):
       assert rel_err(g, w) <= 1e-4
 
@@ -109,7 +98,7 @@ def test_auto_resolves_per_backend_and_bad_names_raise():
     conv_lib.conv(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2)), "circular", "same")
 
 
-@pytest.mark.parametrize("formulation", ["xla", "same", "matmul"])
+@pytest.mark.parametrize("formulation", ["xla", "same"])
 @pytest.mark.parametrize("padding", ["reflect", "zero"])
 @pytest.mark.parametrize("shape", [(3, 5, 6, 4), (4, 4, 3, 7), (1, 2, 8, 8)])
 def test_upsample_conv_equals_conv_of_upsample(formulation, padding, shape):
@@ -127,5 +116,5 @@ def test_conv_module_upsample_flag():
   x = jnp.asarray(np.random.default_rng(3).standard_normal((1, 5, 3, 4)), jnp.float32)
   m = conv_lib.Conv(6, 3, padding="reflect", formulation="same")
   variables = m.init(jax.random.PRNGKey(0), x)
-  want = m.apply(variables, conv_lib.upsample2x(x))
+  want = m.apply(variables, ops.upsample2x(x))
   assert rel_err(m.apply(variables, x, upsample=True), want) <= RTOL

@@ -1,4 +1,4 @@
-"""Input pipelines: folder (PIL), device-resident crops, segmentation split, tfds (mocked)."""
+"""Training data: image lists, device-resident crops, the SegNet portrait split (streams: test_input_pipeline)."""
 import csv
 from pathlib import Path
 
@@ -19,71 +19,16 @@ def write_image(path: Path, hw, seed: int, mode: str = "RGB") -> np.ndarray:
   return x
 
 
-@pytest.fixture
-def image_folder(tmp_path):
-  """Five readable images (nested, landscape and portrait) and two unreadable ones."""
-  root = tmp_path / "images"
-  for i, hw in enumerate([(24, 40), (40, 24), (24, 24), (30, 50), (50, 26)]):
-    write_image(root / ("sub" if i % 2 else "") / f"im{i}.png", hw, i)
-  (root / "garbage.jpg").write_bytes(b"not an image at all")
-  good = root / "truncated.png"
-  write_image(good, (32, 32), 99)
-  good.write_bytes(good.read_bytes()[:100])
-  (root / "notes.txt").write_text("ignored: not an image extension")
-  return root
-
-
-def test_list_images_recursive_and_sorted(image_folder):
-  files = data.list_images(image_folder)
-  assert len(files) == 7 and files == sorted(files)
-  assert any("/sub/" in f for f in files) and not any(f.endswith(".txt") for f in files)
-
-
-def test_decode_resizes_shorter_side_keeping_aspect(tmp_path):
-  write_image(tmp_path / "a.png", (48, 96), 0)
-  assert data.decode(str(tmp_path / "a.png"), 24).shape == (24, 48, 3)
-  assert data.decode(str(tmp_path / "a.png"), None).shape == (48, 96, 3)
-
-
-def test_folder_pipeline_skips_and_counts_corrupt_files(image_folder):
-  files = data.list_images(image_folder)
-  pipe = data.FolderPipeline(files, batch_size=3, crop=16, resize=24, seed=0, num_threads=2,
-                             process_index=0, process_count=1)
-  batches = [next(pipe) for _ in range(6)]   # 18 slots > 2 epochs of 7 files: every file is visited
-  pipe.close()
-  for b in batches:
-    assert b["image"].shape == (3, 16, 16, 3) and b["image"].dtype == np.float32
-    assert 0.0 <= b["image"].min() and b["image"].max() <= 1.0
-  stats = pipe.stats.metrics()
-  assert stats["data/corrupt_files"] == 2
-  assert stats["data/skipped_reads"] >= 4        # each bad file once per epoch at least
-  assert stats["data/decoded"] >= 18 - stats["data/skipped_reads"]
-
-
-def test_folder_pipeline_is_a_pure_function_of_the_step(image_folder):
-  files = data.list_images(image_folder)
-  kw = dict(batch_size=2, crop=16, resize=24, seed=3, num_threads=2, process_index=0, process_count=1)
-  straight = data.FolderPipeline(files, **kw)
-  a = [next(straight)["image"] for _ in range(5)]
-  resumed = data.FolderPipeline(files, start_step=3, **kw)
-  b = [next(resumed)["image"] for _ in range(2)]
-  other_seed = data.FolderPipeline(files, **{**kw, "seed": 4})
-  c = next(other_seed)["image"]
-  for p in (straight, resumed, other_seed):
-    p.close()
-  np.testing.assert_array_equal(a[3], b[0])
-  np.testing.assert_array_equal(a[4], b[1])
-  assert not np.array_equal(a[0], c)
-
-
-def test_folder_pipeline_shards_files_per_process(image_folder):
-  files = data.list_images(image_folder)
-  shards = [data.FolderPipeline(files, batch_size=1, crop=8, resize=16, process_index=i,
-                                process_count=2, num_threads=1) for i in range(2)]
-  for s in shards:
-    s.close()
-  assert set(shards[0].files).isdisjoint(shards[1].files)
-  assert sorted(shards[0].files + shards[1].files) == files
+def test_list_images_recursive_sorted_by_suffix(tmp_path):
+  for name in ["b.png", "sub/a.JPG", "sub/deeper/c.webp", "notes.txt", "clip.mp4", "sub/x.tiff"]:
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_bytes(b"")   # listing does not decode
+  files = data.list_images(tmp_path, tmp_path / "notes.txt")
+  assert files == sorted(files)
+  assert [Path(f).relative_to(tmp_path).as_posix() for f in files] == [
+      "b.png", "notes.txt", "sub/a.JPG", "sub/deeper/c.webp", "sub/x.tiff"]   # a named file is kept
+  with pytest.raises(FileNotFoundError):
+    data.list_images(tmp_path / "missing")
 
 
 def is_crop_of(crop: np.ndarray, image: np.ndarray) -> bool:
@@ -101,7 +46,7 @@ def test_resident_crops_come_from_the_images(tmp_path):
   files = sorted(originals) + [str(tmp_path / "broken.png")]
   ds = data.load_resident(files, resize=16, max_aspect=2.0, num_threads=2)
   assert ds.pixels.shape == (3, 16, 32, 3) and ds.pixels.dtype == np.uint8
-  assert ds.stats.metrics()["data/corrupt_files"] == 1
+  assert ds.stats.metrics()["data/corrupt_files"] == 1 and ds.stats.corrupt == {str(tmp_path / "broken.png")}
   assert list(ds.widths) == [24, 24, 32] and list(ds.transposed) == [False, True, False]
   arrays = jax.tree.map(jnp.asarray, ds.arrays())
   key = jax.random.PRNGKey(0)
@@ -175,30 +120,3 @@ def test_portrait_segmentation_split(tmp_path):
   assert ds.pixels.shape[-1] == 4
   negatives = [i for i, f in enumerate(ds.files) if "photo" in f]
   assert negatives and not ds.pixels[negatives, ..., 3].any()
-
-
-# ------------------------------------------------------------------------------------------ tfds
-
-
-def test_panoptic_person_mask():
-  tf = pytest.importorskip("tensorflow")
-  ids = np.array([[1, 2], [300, 70000]], np.int64)           # segment ids per pixel
-  rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(np.uint8)
-  mask = data.panoptic_person_mask(tf, tf.constant(rgb), tf.constant([1, 2, 300, 70000]),
-                                   tf.constant([0, 5, 0, 0]), person_label=0)
-  np.testing.assert_array_equal(mask.numpy(), [[1, 0], [1, 1]])
-
-
-def test_tfds_pipelines_under_mock_data():
-  tfds = pytest.importorskip("tensorflow_datasets")
-  with tfds.testing.mock_data(num_examples=8):
-    content = data.tfds_images("coco/2017", "train", batch_size=2, crop=16, resize=24, seed=0,
-                               process_index=0, process_count=1)
-    batch = next(content)
-    assert batch["image"].shape == (2, 16, 16, 3) and batch["image"].dtype == np.float32
-    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
-    seg = data.tfds_person_masks("coco/2017_panoptic", "train", batch_size=2, crop=16, resize=24,
-                                 process_index=0, process_count=1)
-    b = next(seg)
-    assert b["image"].shape == (2, 16, 16, 3) and b["mask"].shape == (2, 16, 16)
-    assert set(np.unique(b["mask"])) <= {0.0, 1.0}

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle import decoder
+from jaxstyle.model import TINY
 
 
 def test_param_count_pinned_and_resolution_free():
@@ -13,14 +14,9 @@ def test_param_count_pinned_and_resolution_free():
 
 
 def test_output_is_8x_and_cropped_to_request():
-  d = decoder.Decoder(decoder.TINY_DECODER_LAYERS)
+  d = decoder.Decoder(TINY.decoder_layers)
   x = jax.random.normal(jax.random.key(0), (2, 5, 7, 16))
   v = d.init(jax.random.key(1), x)
   assert d.apply(v, x).shape == (2, 40, 56, 3)
   assert d.apply(v, x, (37, 51)).shape == (2, 37, 51, 3)
 
-
-def test_upsample2x_is_nearest():
-  x = jnp.arange(4.0).reshape(1, 2, 2, 1)
-  np.testing.assert_array_equal(decoder.upsample2x(x)[0, :, :, 0],
-                                [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])

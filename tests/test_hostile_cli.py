@@ -8,22 +8,24 @@ import struct
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from flax import traverse_util
 from PIL import Image
 
 from infer import portrait as infer_cli
-from jaxstyle import cli, portrait, pretrained, stylize_files, weights
+from jaxstyle import cli, model, pretrained, weights
 
-CFG = portrait.MODEL_CONFIGS["tiny"]
+CFG = model.MODEL_CONFIGS["tiny"]
 
 
 @pytest.fixture(scope="module")
 def params():
   """Random float32 values in every tiny network's tree (shapes by eval_shape: nothing compiles)."""
-  shapes = jax.eval_shape(functools.partial(portrait.init_params, CFG, hw=(32, 32)), jax.random.key(0))
+  shapes = jax.eval_shape(functools.partial(model.init_params, CFG, hw=(32, 32)), jax.random.key(0))
   rng = np.random.default_rng(0)
   return jax.tree.map(lambda s: (0.1 * rng.standard_normal(s.shape)).astype(np.float32), shapes)
 
@@ -114,7 +116,7 @@ def test_nan_content_and_mask(images, params, tmp_path, capsys):
 def test_bad_weight_values(images, params, tmp_path, capsys, net, value, words):
   """Written as a crafted folder would be (valid sha256s), one bias entry at a time."""
   w = saved(tmp_path / "w", params, dtype="float32")
-  flat = weights.flatten(params[net])
+  flat = {k: np.asarray(v) for k, v in traverse_util.flatten_dict(params[net], sep=weights.SEP).items()}
   key = next(k for k in sorted(flat) if k.endswith("bias"))
   flat[key] = flat[key].copy()
   flat[key][0] = value
@@ -199,7 +201,8 @@ def test_debug_flag_adds_the_traceback(images, tmp_path, capsys):
 
 
 def run_module(module, argv, cwd, **env):
-  full_env = {**{k: v for k, v in os.environ.items() if k != cli.DEBUG_ENV}, "JAX_PLATFORMS": "cpu", **env}
+  full_env = {**{k: v for k, v in os.environ.items() if k != cli.DEBUG_ENV}, "JAX_PLATFORMS": "cpu",
+              "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env}   # entry points: not installed
   return subprocess.run([sys.executable, "-m", module, *map(str, argv)], capture_output=True, text=True,
                         env=full_env, cwd=cwd, timeout=300)
 
@@ -265,19 +268,18 @@ def test_convert_refuses_checkpoints_of_the_wrong_shape(tmp_path, capsys, monkey
     monkeypatch.setattr(pretrained, name, lambda path: small)
   code, err = convert(["--vgg", "v.pth", "--decoder", "d.pth", "--transform", "t.pth", "--out",
                        tmp_path / "out"], capsys)
-  assert_one_line_error(code, err, "does not fit the 'sanet_published' model")
+  assert_one_line_error(code, err, "does not fit model config 'sanet_published'")
   assert not (tmp_path / "out").exists()
 
 
 def test_converted_tensors_are_checked(tmp_path):
-  shapes = jax.eval_shape(functools.partial(portrait.init_params, portrait.MODEL_CONFIGS["sanet_published"]),
-                          jax.random.key(0))
+  shapes = model.param_shapes(model.MODEL_CONFIGS["sanet_published"])
   params = jax.tree.map(lambda s: np.zeros(s.shape, np.float32), {k: shapes[k] for k in
                                                                    ("encoder", "decoder", "transform")})
-  pretrained.check_against_model(params, "sanet_published")
+  model.check_shapes(params, "sanet_published")
   params["decoder"]["params"]["conv1_1"]["kernel"] = np.zeros((3, 3, 512, 255), np.float32)
-  with pytest.raises(pretrained.PretrainedError, match="decoder params/conv1_1/kernel: shape"):
-    pretrained.check_against_model(params, "sanet_published")
+  with pytest.raises(weights.WeightsError, match="decoder does not fit .* params/conv1_1/kernel has shape"):
+    model.check_shapes(params, "sanet_published")
   w = np.ones((4, 3, 3, 3), np.float32)
   for weight, bias, words in ((w > 0, np.zeros(4, np.float32), "floating-point"),
                               (w.astype(np.uint8), np.zeros(4, np.float32), "floating-point"),

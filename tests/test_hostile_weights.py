@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save as st_save
 
-from jaxstyle import training, weights
+from jaxstyle import encoder_weights, folder_swap, training, weights
 from jaxstyle.weights import WeightsError
 
 PARAMS = {"decoder": {"params": {"conv": {"kernel": np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 3, 4),
@@ -54,6 +54,7 @@ def replace_file(directory, fname, data: bytes, dtype=None):
     (lambda m: m["files"]["decoder.safetensors"].pop("sha256"), "has no sha256"),
     (lambda m: m["files"]["decoder.safetensors"].update(dtype="int8"), "dtype 'int8'"),
     (lambda m: m.update(model_config=["tiny"]), "'model_config' must be a JSON string"),
+    (lambda m: m.update(encoder="imagenet_vgg16"), "unknown encoder source 'imagenet_vgg16'"),
     (lambda m: m["files"]["decoder.safetensors"].update(params=5), "holds 28 values, the manifest says 5"),
     (lambda m: m["files"].update({"../../etc/hostname": m["files"]["decoder.safetensors"]}),
      "'../../etc/hostname' in MANIFEST.json is not a plain NAME.safetensors"),
@@ -205,9 +206,9 @@ def test_kill_during_update_leaves_old_or_new_folder(tmp_path):
 
 
 def export(directory, steps):
-  return training.export_weights(directory, PARAMS, trainer="sanet", encoder="imagenet",
-                                 include_encoder=False, model_config="tiny", dtype="float16",
-                                 meta={"steps": steps})
+  return encoder_weights.export_weights(directory, PARAMS, trainer="sanet", encoder="imagenet",
+                                        include_encoder=False, model_config="tiny", dtype="float16",
+                                        meta={"steps": steps})
 
 
 def test_export_is_skipped_when_intact_and_redone_when_broken(tmp_path):
@@ -257,7 +258,7 @@ def test_save_over_a_file(tmp_path):
 def test_without_an_atomic_exchange_a_kill_between_renames_keeps_the_old_folder(tmp_path, monkeypatch):
   """Other systems take two renames; a writer killed between them (the old folder moved aside, the new
   one not yet in place) is undone by the next writer, which finds the old folder first."""
-  monkeypatch.setattr(weights, "_exchange", lambda a, b: False)
+  monkeypatch.setattr(folder_swap, "_exchange", lambda a, b: False)
   directory = tmp_path / "w"
   weights.save(directory, PARAMS, "tiny", meta={"v": 0})
   weights.save(directory, PARAMS, "tiny", meta={"v": 1})        # the two-rename path

@@ -75,6 +75,17 @@ def test_bad_input_is_one_line_image_error(tmp_path, case):
   assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
+@pytest.mark.parametrize("case", ["missing", "directory", "zero_bytes", "text_as_jpg", "truncated_jpeg",
+                                  "truncated_png", "bomb_limit", "too_small"])
+def test_training_decoder_refuses_the_same_files(tmp_path, case):
+  path, content, words = _bad_files(tmp_path)[case]
+  with pytest.raises(ImageError, match=words):
+    image_io.decode_uint8(path, 24)
+  if isinstance(content, bytes) and content:
+    with pytest.raises(ImageError, match=words):
+      image_io.decode_uint8(content)
+
+
 def test_pixel_limit_is_a_parameter(tmp_path):
   path = tmp_path / "ok.png"
   Image.fromarray(quadrants(64, 64)).save(path)
@@ -179,6 +190,32 @@ def test_exif_orientation_6(tmp_path):
   np.testing.assert_allclose(out[10, 8], [0, 0, 1], atol=0.06)   # top left is the blue quadrant
 
 
+def test_training_decoder_shares_load_image_decoding(tmp_path):
+  arr = quadrants(32, 48)
+  Image.fromarray(arr).save(tmp_path / "q.png")
+  np.testing.assert_array_equal(image_io.decode_uint8(tmp_path / "q.png"), arr)
+  np.testing.assert_array_equal(image_io.decode_uint8((tmp_path / "q.png").read_bytes()), arr)
+  assert image_io.decode_uint8(tmp_path / "q.png", 16).shape == (16, 24, 3)       # shorter side 16
+  assert image_io.decode_uint8(tmp_path / "q.png", 64).shape == (64, 96, 3)
+  assert image_io.decode_uint8(tmp_path / "q.png", 64, upscale=False).shape == (32, 48, 3)
+  rgba = np.zeros((32, 32, 4), np.uint8)
+  rgba[..., 3] = 0                                                                 # fully transparent
+  Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+  assert (image_io.decode_uint8(tmp_path / "t.png") == 255).all()                 # on white
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  Image.fromarray(arr).save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=100)
+  upright = image_io.decode_uint8(tmp_path / "r.jpg")
+  assert upright.shape == (48, 32, 3)
+  np.testing.assert_allclose(upright / 255.0, image_io.load_image(tmp_path / "r.jpg"), atol=1 / 255)
+
+
+def test_one_suffix_list():
+  assert image_io.is_image("a/B.JPG") and image_io.is_image("x.webp") and image_io.is_image("x.tiff")
+  assert not image_io.is_image("notes.txt") and not image_io.is_image("clip.mp4")
+  assert all(s.startswith(".") and s == s.lower() for s in image_io.IMAGE_SUFFIXES)
+
+
 def test_resize_longest_side_keeps_aspect(tmp_path):
   Image.fromarray(quadrants(50, 100)).save(tmp_path / "a.png")
   assert image_io.load_image(tmp_path / "a.png", max_side=40).shape == (20, 40, 3)
@@ -256,3 +293,20 @@ def test_save_failure_keeps_old_file(tmp_path, monkeypatch):
     image_io.save_image_atomic(target, np.zeros((16, 16, 3)))
   assert target.read_bytes() == b"old"
   assert os.listdir(tmp_path) == ["o.png"]
+
+
+def test_atomic_path_replaces_whole_file_or_nothing(tmp_path):
+  target = tmp_path / "sub" / "clip.mp4"
+  with image_io.atomic_path(target) as tmp:
+    assert tmp.parent == target.parent and tmp.suffix == ".mp4" and tmp != target
+    tmp.write_bytes(b"new")
+    assert not target.exists()                      # nothing visible before the block ends
+  assert target.read_bytes() == b"new" and os.listdir(target.parent) == ["clip.mp4"]
+  umask = os.umask(0o022)
+  os.umask(umask)
+  assert os.stat(target).st_mode & 0o777 == 0o666 & ~umask   # a new file's mode, not mkstemp's 0600
+  with pytest.raises(RuntimeError, match="interrupted"):
+    with image_io.atomic_path(target) as tmp:
+      tmp.write_bytes(b"partial")
+      raise RuntimeError("interrupted")
+  assert target.read_bytes() == b"new" and os.listdir(target.parent) == ["clip.mp4"]

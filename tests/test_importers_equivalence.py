@@ -21,7 +21,8 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, os.path.dirname(__file__))
 import torch_reference as ref  # noqa: E402
 
-from jaxstyle import portrait, pretrained, weights  # noqa: E402
+from jaxstyle import importers, portrait, pretrained, weights  # noqa: E402
+from jaxstyle import model as model_lib  # noqa: E402
 from jaxstyle.decoder import Decoder  # noqa: E402
 from jaxstyle.sanet import Transform  # noqa: E402
 from jaxstyle.vgg import VGG19  # noqa: E402
@@ -29,7 +30,7 @@ from jaxstyle.vgg import VGG19  # noqa: E402
 RTOL = 1e-4
 FORMATS = {"zip": True, "legacy": False}
 XLA = "xla"
-SANET_PUBLISHED = dataclasses.replace(portrait.MODEL_CONFIGS["sanet_published"], formulation=XLA)
+SANET_PUBLISHED = dataclasses.replace(model_lib.MODEL_CONFIGS["sanet_published"], formulation=XLA)
 
 
 def rel_err(jax_out, torch_out) -> float:
@@ -75,34 +76,34 @@ def published(tmp_path_factory):
 
 def test_sequential_indices_match_the_published_modules():
   convs = lambda seq: [i for i, m in enumerate(seq) if isinstance(m, torch.nn.Conv2d)]
-  assert list(pretrained.VGG_NORMALISED_INDICES.values()) == convs(ref.vgg_normalised())
-  assert list(pretrained.TORCHVISION_VGG19_INDICES.values()) == convs(ref.vgg19_features())
-  assert list(pretrained.SANET_DECODER_INDICES.values()) == convs(ref.decoder())
+  assert list(importers.VGG_NORMALISED_INDICES.values()) == convs(ref.vgg_normalised())
+  assert list(importers.TORCHVISION_VGG19_INDICES.values()) == convs(ref.vgg19_features())
+  assert list(importers.SANET_DECODER_INDICES.values()) == convs(ref.decoder())
 
 
 def test_both_formats_import_identically(published):
   trees = {}
   for fmt, files in published["files"].items():
-    trees[fmt] = (pretrained.import_vgg_normalised(files["vgg"]),
-                  pretrained.import_sanet_decoder(files["decoder"]),
-                  pretrained.import_sanet_transform(files["transform"]))
+    trees[fmt] = (importers.import_vgg_normalised(files["vgg"]),
+                  importers.import_sanet_decoder(files["decoder"]),
+                  importers.import_sanet_transform(files["transform"]))
   jax.tree.map(np.testing.assert_array_equal, trees["zip"], trees["legacy"])
 
 
 def test_imported_trees_match_the_flax_modules(published):
   files = published["files"]["zip"]
-  expected = jax.eval_shape(lambda: portrait.init_params(SANET_PUBLISHED, jax.random.key(0)))
+  expected = model_lib.param_shapes(SANET_PUBLISHED)
   shapes = lambda tree: jax.tree.map(lambda x: (x.shape, np.dtype(x.dtype)), tree)
-  assert shapes(pretrained.import_vgg_normalised(files["vgg"])) == shapes(expected["encoder"])
-  assert shapes(pretrained.import_sanet_decoder(files["decoder"])) == shapes(expected["decoder"])
-  assert shapes(pretrained.import_sanet_transform(files["transform"])) == shapes(expected["transform"])
+  assert shapes(importers.import_vgg_normalised(files["vgg"])) == shapes(expected["encoder"])
+  assert shapes(importers.import_sanet_decoder(files["decoder"])) == shapes(expected["decoder"])
+  assert shapes(importers.import_sanet_transform(files["transform"])) == shapes(expected["transform"])
 
 
 def test_vgg_normalised_features(published):
   x = images(0, (64, 48), n=2)
   with torch.no_grad():
     want = ref.encode_normalised(published["vgg"], x)
-  params = pretrained.import_vgg_normalised(published["files"]["legacy"]["vgg"])
+  params = importers.import_vgg_normalised(published["files"]["legacy"]["vgg"])
   got = jax.jit(VGG19(preprocess="normalised", formulation=XLA).apply)(params, nhwc(x))
   errs = {k: rel_err(got[k], want[k]) for k in ref.STYLE_LAYERS}
   print("vgg_normalised rel err", errs)
@@ -116,7 +117,7 @@ def test_torchvision_vgg19_features(tmp_path):
   std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
   with torch.no_grad():
     want = ref.encode_torchvision(model.features, (x - mean) / std)
-  params = pretrained.import_torchvision_vgg19(saved(model, tmp_path, "zip", "vgg19"))
+  params = importers.import_torchvision_vgg19(saved(model, tmp_path, "zip", "vgg19"))
   got = jax.jit(VGG19(preprocess="torchvision", formulation=XLA).apply)(params, nhwc(x))
   errs = {k: rel_err(got[k], want[k]) for k in ref.STYLE_LAYERS}
   print("torchvision vgg19 rel err", errs)
@@ -129,7 +130,7 @@ def test_sanet_transform(published):
   c5, s5 = torch.randn(2, 512, 3, 2, generator=g), torch.randn(2, 512, 4, 4, generator=g).relu()
   with torch.no_grad():
     want = published["transform"](c4, s4, c5, s5)
-  params = pretrained.import_sanet_transform(published["files"]["zip"]["transform"])
+  params = importers.import_sanet_transform(published["files"]["zip"]["transform"])
   got = jax.jit(Transform(formulation=XLA).apply)(params, *map(nhwc, (c4, s4, c5, s5)),
                                                   jnp.ones((1, 2)))[0]
   err = rel_err(got, want)
@@ -142,7 +143,7 @@ def test_sanet_decoder(published):
   x = torch.randn(1, 512, 4, 6, generator=g).relu()
   with torch.no_grad():
     want = published["decoder"](x)
-  params = pretrained.import_sanet_decoder(published["files"]["legacy"]["decoder"])
+  params = importers.import_sanet_decoder(published["files"]["legacy"]["decoder"])
   err = rel_err(jax.jit(Decoder(formulation=XLA).apply)(params, nhwc(x)), want)
   print("SANet decoder rel err", err)
   assert err <= RTOL
@@ -150,9 +151,9 @@ def test_sanet_decoder(published):
 
 def published_params(published, fmt="zip"):
   files = published["files"][fmt]
-  return {"encoder": pretrained.import_vgg_normalised(files["vgg"]),
-          "transform": pretrained.import_sanet_transform(files["transform"]),
-          "decoder": pretrained.import_sanet_decoder(files["decoder"])}
+  return {"encoder": importers.import_vgg_normalised(files["vgg"]),
+          "transform": importers.import_sanet_transform(files["transform"]),
+          "decoder": importers.import_sanet_decoder(files["decoder"])}
 
 
 PLAIN_CONTROLS = jnp.asarray(

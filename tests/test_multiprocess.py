@@ -1,15 +1,19 @@
 """Multi-host: 2 processes on localhost (CPU collectives over gloo), each with 1 CPU device.
 
 Both trainers, started as 2 processes through ``jax.distributed`` (flags, as on a cluster), train a few
-steps on the same resident data as a 1-process run and must report the same loss at every step; the
-scaling tool (configured through the ``JAX_*`` environment variables) measures a 2-process mesh.
+steps on the same resident data as a 1-process run and must report the same loss at every step; a
+SIGTERM or SIGINT to one process stops both at one step (``distributed.StopFlag``); the scaling tool
+(configured through the ``JAX_*`` environment variables) measures a 2-process mesh.
 """
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +92,43 @@ def check_same_losses(one: dict, two: dict, logs: list[str]) -> None:
   # Same data and params; the batch is split over 2 devices, so only the reduction order differs.
   np.testing.assert_allclose([two[s] for s in sorted(two)], [one[s] for s in sorted(one)], rtol=1e-5)
   assert len(set(one.values())) == 4                      # the loss moves: the steps are real updates
+
+
+STOP_LOOP = textwrap.dedent("""
+    import sys, time
+    from jaxstyle import distributed
+    distributed.initialize_distributed(sys.argv[1], 2, int(sys.argv[2]))
+    with distributed.StopFlag() as stop:
+      for step in range(6000):          # a minute at most
+        if stop.should_stop(step):
+          print("stopped at", step, "by", stop.signal, flush=True)
+          break
+        if step == 5:
+          print("looping", flush=True)
+        time.sleep(0.01)
+""")
+
+
+@pytest.mark.parametrize("signum,target", [(signal.SIGTERM, 1), (signal.SIGINT, 0)])
+def test_a_signal_to_one_process_stops_both_at_one_step(signum, target):
+  port = free_port()
+  procs = [subprocess.Popen([sys.executable, "-c", STOP_LOOP, f"localhost:{port}", str(i)], cwd=ROOT,
+                            env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+           for i in range(2)]
+  try:
+    for p in procs:
+      while (line := p.stdout.readline()) and "looping" not in line:
+        pass
+    time.sleep(0.5)
+    procs[target].send_signal(signum)
+    logs = [p.communicate(timeout=120)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  stops = [[l for l in log.splitlines() if l.startswith("stopped at")] for log in logs]
+  assert all(p.returncode == 0 for p in procs), logs
+  assert stops[0] == stops[1] and len(stops[0]) == 1 and stops[0][0].endswith("by SIGTERM"), logs
 
 
 STEPS = ["--config.num_steps=4", "--config.checkpoint_every=2", "--config.log_every=1"]

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxstyle import portrait, pretrained, torch_pickle, vgg
+from jaxstyle import model, pretrained, torch_pickle, vgg
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "weights"
 
@@ -38,8 +38,7 @@ def test_fetch_writes_the_cache_once(vgg19_cache, monkeypatch):
 
 def test_loaded_tree_is_the_default_encoder(vgg19_cache):
   variables = pretrained.load_vgg19_imagenet(vgg19_cache)
-  expected = jax.eval_shape(
-      lambda: portrait.init_params(portrait.MODEL_CONFIGS["default"], jax.random.key(0)))["encoder"]
+  expected = model.param_shapes(model.MODEL_CONFIGS["default"])["encoder"]
   shapes = lambda tree: jax.tree.map(lambda x: (x.shape, np.dtype(x.dtype)), tree)
   assert shapes(variables) == shapes(expected)
   assert list(variables["params"]) == vgg.layer_names(vgg.VGG19_BLOCKS)[:13]     # conv1_1 .. conv5_1

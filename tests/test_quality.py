@@ -1,6 +1,5 @@
 """benchmarks/quality.py: the metric functions on hand-made inputs; the networks only where installed."""
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,11 +7,9 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:       # benchmarks/ is a folder of scripts, not an installed package
-  sys.path.insert(0, str(ROOT))
 
-from benchmarks import quality as q  # pylint: disable=g-import-not-at-top,wrong-import-position
-from train.configs import sanet as sanet_configs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import quality as q
+from train.configs import sanet as sanet_configs
 
 
 def smooth_scene(seed=0, hw=64):

@@ -42,11 +42,6 @@ def test_sanet_module_equals_numpy_reference():
   np.testing.assert_allclose(m.apply(variables, c, s), want, rtol=1e-4, atol=1e-4)
 
 
-def test_resize_to_exact_double_is_nearest_repeat():
-  x = jnp.arange(12.0).reshape(1, 2, 3, 2)
-  np.testing.assert_array_equal(sanet.resize_to(x, (4, 6)), jnp.repeat(jnp.repeat(x, 2, 1), 2, 2))
-
-
 def test_transform_odd_sizes_and_shared_attention_regions():
   key = jax.random.key(0)
   c4, s4 = jnp.ones((2, 5, 7, 8)), jnp.ones((2, 3, 3, 8))
@@ -67,16 +62,6 @@ def test_transform_param_count_pinned():
                           jnp.ones((1, 2)))
   # 2 SANets × 4 1×1 convs (512² + 512) + 3×3 merge conv (9·512² + 512).
   assert sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes)) == 4_461_056
-
-
-def test_masked_mean_std_equals_unpadded():
-  rng = np.random.default_rng(2)
-  x = rng.normal(size=(2, 6, 9, 4)).astype(np.float32)
-  padded = np.pad(x, ((0, 0), (0, 3), (0, 2), (0, 0)), constant_values=50.0)
-  mask = np.zeros(padded.shape[:3], bool)
-  mask[:, :6, :9] = True
-  for got, want in zip(sanet.mean_std(jnp.asarray(padded), jnp.asarray(mask)), sanet.mean_std(jnp.asarray(x))):
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_sanet_with_padded_inputs_equals_unpadded_inside_the_valid_part():

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,13 +14,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import portrait
+from jaxstyle import checkpointing
+from jaxstyle import distributed
+from jaxstyle import encoder_weights
+from jaxstyle import model as model_lib
+from jaxstyle import reporting
 from jaxstyle import sanet_training as st
+from jaxstyle import sharding
+from jaxstyle import train_inputs
 from jaxstyle import training
 from jaxstyle import weights as weights_lib
 from train.configs import sanet as sanet_configs
 
-TINY = dataclasses.replace(portrait.MODEL_CONFIGS["tiny"], formulation="xla")
+TINY = dataclasses.replace(model_lib.MODEL_CONFIGS["tiny"], formulation="xla")
 HP = st.Hparams(model=TINY, batch_size=2, crop=32)
 
 
@@ -30,7 +37,7 @@ def fixed_batch(seed=0, b=2, hw=32):
 
 
 def new_state(hp=HP, seed=0):
-  mesh = portrait.data_mesh()
+  mesh = sharding.data_mesh()
   _, init = training.abstract_train_state(lambda r: st.init_trainable(hp, r), st.make_optimizer(hp),
                                           jax.random.PRNGKey(seed), mesh)
   return init(jax.random.PRNGKey(seed))
@@ -38,7 +45,7 @@ def new_state(hp=HP, seed=0):
 
 @pytest.fixture(scope="module")
 def frozen():
-  return training.frozen_encoder("random", TINY, seed=0)[0]
+  return encoder_weights.frozen_encoder("random", TINY, seed=0)[0]
 
 
 def test_learning_rate_is_the_published_inverse_time_decay():
@@ -80,8 +87,8 @@ def test_bfloat16_compute_keeps_float32_params(frozen):
 
 def test_normalised_vgg_divides_each_block_by_its_mean_activation(frozen):
   means = {"relu1_1": 2.0, "relu2_1": 5.0, "relu3_1": 0.5, "relu4_1": 30.0, "relu5_1": 7.0}
-  scaled = training.normalised_vgg(frozen["encoder"], TINY.encoder_blocks, means)
-  encoder = portrait.build(TINY).encoder
+  scaled = encoder_weights.normalised_vgg(frozen["encoder"], TINY.encoder_blocks, means)
+  encoder = model_lib.build(TINY).encoder
   x = jnp.asarray(fixed_batch()["content"])
   raw, new = encoder.apply(frozen["encoder"], x), encoder.apply(scaled, x)
   for k, s in means.items():
@@ -99,10 +106,10 @@ def test_sample_grid_rows(frozen):
 
 def run_loop_from_checkpoint(workdir, frozen, batches, num_steps, stop_at=None, save_every=100):
   """run_loop over host batches; sends itself SIGTERM while fetching batch ``stop_at``."""
-  mesh = portrait.data_mesh()
+  mesh = sharding.data_mesh()
   abstract, init = training.abstract_train_state(lambda r: st.init_trainable(HP, r),
                                                  st.make_optimizer(HP), jax.random.PRNGKey(0), mesh)
-  ckpt = training.Checkpointer(workdir / "checkpoints", save_every=save_every, keep=2)
+  ckpt = checkpointing.Checkpointer(workdir / "checkpoints", save_every=save_every, keep=2)
   state = ckpt.restore(abstract) or init(jax.random.PRNGKey(0))
 
   def get_args(step):
@@ -110,9 +117,9 @@ def run_loop_from_checkpoint(workdir, frozen, batches, num_steps, stop_at=None, 
       os.kill(os.getpid(), signal.SIGTERM)
     return frozen, batches[step]
 
-  writer = training.MetricWriter(workdir)
+  writer = reporting.MetricWriter(workdir)
   try:
-    with training.StopFlag() as stop:
+    with distributed.StopFlag() as stop:
       state = training.run_loop(state, st.train_step, get_args,
                                 training.LoopConfig(num_steps=num_steps, global_batch=2, log_every=2),
                                 static={"hp": HP}, checkpointer=ckpt, writer=writer, stop=stop)
@@ -140,9 +147,9 @@ def test_nan_stops_training_and_names_the_step(tmp_path, frozen):
   batches = [fixed_batch(seed=i) for i in range(6)]
   batches[3] = {"content": batches[3]["content"].at[0, 0, 0, 0].set(jnp.nan),
                 "style": batches[3]["style"]}
-  with pytest.raises(training.NonFiniteError, match=r"at step 4\b"):
+  with pytest.raises(reporting.NonFiniteError, match=r"at step 4\b"):
     run_loop_from_checkpoint(tmp_path, frozen, batches, 6, save_every=2)
-  ckpt = training.Checkpointer(tmp_path / "checkpoints", save_every=2, keep=2)
+  ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints", save_every=2, keep=2)
   assert ckpt.latest_step() == 2          # the NaN state (step 4) was never saved
   ckpt.close()
 
@@ -167,22 +174,44 @@ def test_train_and_evaluate_resume_is_exact(tiny_folders, tmp_path):
   # Exported inference weights (with the random encoder, which is not the ImageNet one) and samples.
   params, manifest = weights_lib.load(tmp_path / "straight" / "weights")
   assert set(params) == {"decoder", "transform", "encoder"} and manifest["encoder"] == "file"
-  assert manifest["meta"]["sanet"]["steps"] == 4 and "loss" in manifest["meta"]["sanet"]["losses"]
+  assert manifest["meta"]["sanet"]["steps"] == 4 and "loss" in manifest["meta"]["sanet"]["metrics"]
   np.testing.assert_allclose(params["decoder"]["params"]["conv1_1"]["kernel"],
                              straight.params["decoder"]["params"]["conv1_1"]["kernel"], atol=1e-6)
   assert list((tmp_path / "straight" / "samples").glob("samples_*.png"))
   assert list((tmp_path / "straight" / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_folder_source_resumes_from_the_grain_iterator_state_in_the_checkpoint(tiny_folders, tmp_path):
+  """Host (not resident) folder streams: the resumed run must continue each iterator where it was."""
+  config = lambda **kw: runlocal_config(tiny_folders, resident=False, export_every=100, **kw)
+  straight = st.train_and_evaluate(config(), str(tmp_path / "straight"))
+  st.train_and_evaluate(config(num_steps=2), str(tmp_path / "resumed"))
+  for stream in ("content", "style"):     # saved beside the state, one JSON per process
+    assert (tmp_path / "resumed" / "checkpoints" / "2" / stream / "process_0-of-1.json").is_file()
+  resumed = st.train_and_evaluate(config(), str(tmp_path / "resumed"))
+  # Restarted without the iterators' positions, the streams would start over from their first batch.
+  ckpt = checkpointing.Checkpointer(tmp_path / "restart" / "checkpoints", save_every=2, keep=2)
+  ckpt.close()
+  shutil.copytree(tmp_path / "resumed" / "checkpoints" / "2", tmp_path / "restart" / "checkpoints" / "2")
+  for stream in ("content", "style"):
+    shutil.rmtree(tmp_path / "restart" / "checkpoints" / "2" / stream)
+  restarted = st.train_and_evaluate(config(), str(tmp_path / "restart"))
+  assert int(straight.step) == int(resumed.step) == int(restarted.step) == 4
+  for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
+  assert any(not np.allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
+             for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(restarted.params)))
+
+
 DATA_PARALLEL = textwrap.dedent("""
     import dataclasses, json
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_disable_most_optimizations", True)
-    from jaxstyle import data, portrait, sanet_training as st, training
+    from jaxstyle import encoder_weights, model as model_lib, sanet_training as st, sharding, training
     assert jax.device_count() == 4
-    tiny = dataclasses.replace(portrait.MODEL_CONFIGS["tiny"], formulation="xla")
+    tiny = dataclasses.replace(model_lib.MODEL_CONFIGS["tiny"], formulation="xla")
     hp = st.Hparams(model=tiny, batch_size=4, crop=32)
-    frozen = training.frozen_encoder("random", tiny, 0)[0]
+    frozen = encoder_weights.frozen_encoder("random", tiny, 0)[0]
     rng = np.random.default_rng(0)
     host = {k: rng.uniform(size=(4, 32, 32, 3)).astype(np.float32) for k in ("content", "style")}
     resident = {k: {"pixels": rng.integers(0, 256, (5, 40, 60, 3), dtype=np.uint8),
@@ -190,13 +219,13 @@ DATA_PARALLEL = textwrap.dedent("""
                     "transposed": np.array([0, 1, 0, 1, 0], bool)} for k in ("content", "style")}
     out = {}
     for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
-      mesh = portrait.data_mesh(devices)
+      mesh = sharding.data_mesh(devices)
       with jax.set_mesh(mesh):
         _, init = training.abstract_train_state(lambda r: st.init_trainable(hp, r), st.make_optimizer(hp),
                                                 jax.random.PRNGKey(0), mesh)
-        fz = training.place_replicated(mesh, frozen)
-        for kind, batch in (("host", training.place_batch(mesh, host)),
-                            ("resident", training.place_replicated(mesh, resident))):
+        fz = sharding.place_replicated(mesh, frozen)
+        for kind, batch in (("host", sharding.place_batch(mesh, host)),
+                            ("resident", sharding.place_replicated(mesh, resident))):
           state, m = st.train_step(init(jax.random.PRNGKey(0)), fz, batch, hp=hp)
           if name == "four" and kind == "host":
             hlo = st.train_step.lower(init(jax.random.PRNGKey(0)), fz, batch, hp=hp).compile().as_text()
@@ -275,8 +304,8 @@ def test_quality_held_out_images_are_excluded_from_shared_data(tiny_folders):
   assert len(shared.style.exclude) == len(sanet_configs.QUALITY_HELD_OUT_PAINTINGS)
   # By stem, so images re-encoded by scripts/pack_images.py (same stem, .jpg) stay excluded.
   files = ["/d/portraits/skimage_astronaut.jpg", "/p/portraits/facerec_obama.jpg", "/p/photos/dog.png"]
-  assert st.without_stems(files, ("skimage_astronaut", "facerec_obama")) == ["/p/photos/dog.png"]
+  assert train_inputs.without_stems(files, ("skimage_astronaut", "facerec_obama")) == ["/p/photos/dog.png"]
   config = runlocal_config(tiny_folders)
   config.content.exclude = ("0", "1")        # photos/{0,1}.png and portraits/{0,1}.png
-  ds = st.image_source(config.content, config, stream="content", start_step=0, mesh=portrait.data_mesh())
+  ds = train_inputs.image_source(config.content, config, stream="content", mesh=sharding.data_mesh())
   assert len(ds) == 5 + 3 - 4

@@ -5,12 +5,12 @@ import jax
 import numpy as np
 import pytest
 
-from jaxstyle import portrait
+from jaxstyle import model, portrait, sharding
 from jaxstyle import segnet_eval
 
 from test_data import make_shared_data  # pylint: disable=g-bad-import-order
 
-TINY = dataclasses.replace(portrait.MODEL_CONFIGS["tiny"], formulation="xla")
+TINY = dataclasses.replace(model.MODEL_CONFIGS["tiny"], formulation="xla")
 
 
 def square(hw, top, left, size):
@@ -51,11 +51,11 @@ def test_held_out_portraits_are_read_as_the_cli_reads_them(tmp_path):
 
 
 def test_metric_sees_the_mask_the_program_blends_with():
-  params = portrait.init_params(TINY, jax.random.PRNGKey(0))
+  params = model.init_params(TINY, jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
   content = rng.uniform(size=(1, 40, 32, 3)).astype(np.float32)
   style = rng.uniform(size=(1, 32, 32, 3)).astype(np.float32)
-  program = portrait.make_program(TINY, portrait.data_mesh(), feather=0.05)
+  program = portrait.make_program(TINY, sharding.data_mesh(), feather=0.05)
   out = program(params, content, style, portrait.Controls().as_array())
   pred = segnet_eval.predict(params, TINY, [content[0]], feather=0.05)[0]
   np.testing.assert_allclose(pred, np.asarray(out["mask"])[0], atol=1e-6)

@@ -1,14 +1,18 @@
 """SegNet decoder training on the tiny model: a real step, learning, mIoU, export next to SANet."""
 import dataclasses
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import portrait
+from jaxstyle import distributed
+from jaxstyle import encoder_weights
+from jaxstyle import model as model_lib
 from jaxstyle import sanet_training
+from jaxstyle import sharding
 from jaxstyle import segnet_eval
 from jaxstyle import segnet_training as sg
 from jaxstyle import training
@@ -16,8 +20,9 @@ from jaxstyle import weights as weights_lib
 from train.configs import segnet as segnet_configs
 
 from test_data import make_shared_data  # pylint: disable=g-bad-import-order
+from test_input_pipeline import tiny_tfds  # pylint: disable=g-bad-import-order,unused-import   a fixture
 
-TINY = dataclasses.replace(portrait.MODEL_CONFIGS["tiny"], formulation="xla")
+TINY = dataclasses.replace(model_lib.MODEL_CONFIGS["tiny"], formulation="xla")
 
 
 def disks(n=4, hw=32, seed=0):
@@ -32,9 +37,9 @@ def disks(n=4, hw=32, seed=0):
 
 def test_train_step_learns_and_keeps_the_encoder_frozen():
   hp = sg.Hparams(model=TINY, batch_size=4, crop=32, num_steps=40, lr=1e-2, warmup_steps=2)
-  frozen = training.frozen_encoder("random", TINY, 0)[0]
+  frozen = encoder_weights.frozen_encoder("random", TINY, 0)[0]
   _, init = training.abstract_train_state(lambda r: sg.init_trainable(hp, r), sg.make_optimizer(hp),
-                                          jax.random.PRNGKey(0), portrait.data_mesh())
+                                          jax.random.PRNGKey(0), sharding.data_mesh())
   state = init(jax.random.PRNGKey(0))
   assert set(state.params) == {"segnet"} and set(state.opt_state[0].mu) == {"segnet"}
   batch = disks()
@@ -57,8 +62,8 @@ def test_train_and_evaluate_reports_miou_and_exports_next_to_sanet(tmp_path):
   root = make_shared_data(tmp_path / "data")
   weights_dir = tmp_path / "weights"
   # A SANet export already in the folder (untrained tiny nets) must survive the SegNet export.
-  sanet_params = portrait.init_params(portrait.MODEL_CONFIGS["tiny"], jax.random.PRNGKey(0))
-  encoder = training.frozen_encoder("random", TINY, 0)[0]
+  sanet_params = model_lib.init_params(model_lib.MODEL_CONFIGS["tiny"], jax.random.PRNGKey(0))
+  encoder = encoder_weights.frozen_encoder("random", TINY, 0)[0]
   config = segnet_configs.get_config("runlocal")
   config.update(dict(data_dir=str(root), resize=16, crop=16, eval_size=32, num_steps=6, eval_every=3,
                      log_every=3, checkpoint_every=3, export_every=100, export_dir=str(weights_dir),
@@ -82,15 +87,9 @@ def test_train_and_evaluate_reports_miou_and_exports_next_to_sanet(tmp_path):
     weights_lib.update(weights_dir, {"segnet": params["segnet"]}, model_config="default")
   # A SegNet trained on another encoder must not join these SANet networks.
   with pytest.raises(weights_lib.WeightsError, match="trained on encoder 'random'"):
-    training.export_weights(weights_dir, {"segnet": params["segnet"]}, trainer="segnet",
+    encoder_weights.export_weights(weights_dir, {"segnet": params["segnet"]}, trainer="segnet",
                             encoder="imagenet_normalised", include_encoder=False, model_config="tiny",
                             dtype="float32", meta={})
-
-
-def test_vgg16_segnet_is_refused():
-  sg.check_model(TINY)
-  with pytest.raises(ValueError, match="own encoder"):
-    sg.check_model(dataclasses.replace(TINY, segnet="vgg16_bn"))
 
 
 def test_configs():
@@ -106,7 +105,8 @@ def test_configs():
 
 def test_init_from_keeps_given_parameters_and_zero_skips(tmp_path):
   hp = sg.Hparams(model=TINY, batch_size=2, crop=32, num_steps=1)
-  plain = portrait.init_params(dataclasses.replace(TINY, segnet="tiny"), jax.random.PRNGKey(5))["segnet"]
+  no_skips = dataclasses.replace(TINY.segnet, skips=(), context=())       # weights from before skip fusions
+  plain = model_lib.init_params(dataclasses.replace(TINY, segnet=no_skips), jax.random.PRNGKey(5))["segnet"]
   params = sg.init_trainable(hp, jax.random.PRNGKey(0), init_from=plain)["segnet"]["params"]
   for name, layer in plain["params"].items():
     np.testing.assert_array_equal(params[name]["kernel"], layer["kernel"])
@@ -114,3 +114,30 @@ def test_init_from_keeps_given_parameters_and_zero_skips(tmp_path):
   with pytest.raises(ValueError, match="does not fit"):
     sg.init_trainable(hp, jax.random.PRNGKey(0), init_from={"params": {"unpool1_conv1": {
         "kernel": np.zeros((3, 3, 1, 1))}}})
+
+
+def test_tfds_source_resumes_from_the_grain_iterator_state_in_the_checkpoint(tiny_tfds, tmp_path):
+  name, tfds_dir = tiny_tfds
+  root = make_shared_data(tmp_path / "data")      # the held-out portraits the evaluation reads
+
+  def run(workdir, num_steps, **overrides):
+    config = segnet_configs.get_config("runlocal")
+    config.update(dict(source="tfds", tfds_name=name, tfds_data_dir=tfds_dir, data_dir=str(root), resize=16,
+                       crop=16, eval_size=32, num_steps=num_steps, eval_every=100, log_every=2,
+                       checkpoint_every=2, export_every=100, num_decode_threads=2, **overrides))
+    return sg.train_and_evaluate(config, str(tmp_path / workdir))
+
+  straight = run("straight", 4)
+  with pytest.MonkeyPatch.context() as patch:      # a stop request after step 2 (the schedule depends on
+    patch.setattr(distributed.StopFlag, "should_stop", lambda self, step: step >= 2)   # num_steps)
+    assert int(run("resumed", 4).step) == 2
+  assert (tmp_path / "resumed" / "checkpoints" / "2" / "train" / "process_0-of-1.json").is_file()
+  shutil.copytree(tmp_path / "resumed" / "checkpoints", tmp_path / "restart" / "checkpoints")
+  shutil.rmtree(tmp_path / "restart" / "checkpoints" / "2" / "train")
+  resumed = run("resumed", 4)
+  restarted = run("restart", 4)       # without the iterator's position: its stream starts over
+  leaves = lambda state: [np.asarray(x) for x in jax.tree.leaves(state.params)]
+  for a, b in zip(leaves(straight), leaves(resumed)):
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+  assert int(resumed.step) == int(restarted.step) == 4 and not all(
+      np.allclose(a, b, atol=1e-6) for a, b in zip(leaves(straight), leaves(restarted)))

@@ -9,7 +9,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from jaxstyle import torch_pickle
+from jaxstyle import torch_pickle, torch_unpickler
 from jaxstyle.torch_pickle import TorchFileError, UnsafePickleError
 
 torch = pytest.importorskip("torch")
@@ -24,7 +24,7 @@ def save(obj, path, fmt):
 
 def to_numpy(t):
   if t.dtype == torch.bfloat16:
-    return t.view(torch.int16).numpy().view(torch_pickle.TORCH_DTYPES["bfloat16"])
+    return t.view(torch.int16).numpy().view(torch_unpickler.TORCH_DTYPES["bfloat16"])
   return t.numpy()
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from infer import portrait as cli
-from jaxstyle import portrait, video, weights
+from jaxstyle import model, temporal, video, weights
 
-CFG = portrait.MODEL_CONFIGS["tiny"]
+CFG = model.MODEL_CONFIGS["tiny"]
 
 
 def write_clip(path, frames=12, rate=24, wh=(48, 40), audio_seconds=0.0):
@@ -46,7 +46,7 @@ def read_clip(path):
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-  params = jax.device_get(jax.jit(lambda k: portrait.init_params(CFG, k, hw=(32, 32)))(jax.random.key(0)))
+  params = jax.device_get(jax.jit(lambda k: model.init_params(CFG, k, hw=(32, 32)))(jax.random.key(0)))
   directory = tmp_path_factory.mktemp("weights")
   weights.save(directory, params, "tiny", include_encoder=True)
   return directory
@@ -150,13 +150,13 @@ def test_video_refuses_image_only_options(tmp_path, tiny_weights, style, capsys)
 
 def test_smoothing_keeps_count_constants_and_has_no_lag():
   ramp = [np.full((2, 2), t, np.float32) for t in range(10)]
-  out = list(video.smooth_masks(iter(ramp)))
+  out = list(temporal.smooth_masks(iter(ramp)))
   assert len(out) == 10
   # A centred symmetric window maps a linear ramp onto itself away from the ends (no lag).
   np.testing.assert_allclose([o[0, 0] for o in out[2:8]], range(2, 8), atol=1e-5)
-  const = list(video.smooth_masks(iter([np.full((3,), 0.7)] * 3)))
+  const = list(temporal.smooth_masks(iter([np.full((3,), 0.7)] * 3)))
   np.testing.assert_allclose(np.stack(const), 0.7)
-  assert len(list(video.smooth_masks(iter([np.zeros(1)])))) == 1
+  assert len(list(temporal.smooth_masks(iter([np.zeros(1)])))) == 1
 
 
 def test_smoothing_reduces_flicker_of_a_noisy_mask():
@@ -164,10 +164,10 @@ def test_smoothing_reduces_flicker_of_a_noisy_mask():
   truth = np.zeros((16, 16))
   truth[4:12, 4:12] = 1
   noisy = [np.clip(truth + 0.2 * rng.normal(size=truth.shape), 0, 1) for _ in range(30)]
-  raw, smooth = video.Flicker(), video.Flicker()
+  raw, smooth = temporal.Flicker(), temporal.Flicker()
   for m in noisy:
     raw.add(m)
-  for m in video.smooth_masks(iter(noisy)):
+  for m in temporal.smooth_masks(iter(noisy)):
     smooth.add(m)
   assert smooth.value < 0.6 * raw.value
 

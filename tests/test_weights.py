@@ -1,19 +1,22 @@
 """jaxstyle.weights: the safetensors + MANIFEST.json weights folder."""
 import json
+import stat
+import subprocess
+import sys
 
+from flax import traverse_util
 import jax
 import numpy as np
 import pytest
 
-from jaxstyle import portrait, weights
+from jaxstyle import model, weights
 from jaxstyle.weights import WeightsError
 
 
 @pytest.fixture(scope="module")
 def params():
   """Random float32 values in the tree of every network of the tiny config (shapes by eval_shape)."""
-  shapes = jax.eval_shape(lambda: portrait.init_params(portrait.MODEL_CONFIGS["tiny"], jax.random.key(0),
-                                                       hw=(32, 32)))
+  shapes = model.param_shapes(model.TINY)
   rng = np.random.default_rng(0)
   return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
 
@@ -83,3 +86,32 @@ def test_save_leaves_no_temporary_files(tmp_path, params):
   weights.save(tmp_path, params, "tiny")            # overwrite in place
   assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
       [weights.MANIFEST] + [f"{k}.safetensors" for k in params if k != "encoder"])
+
+
+def test_folder_and_files_get_the_modes_of_new_ones_under_the_umask(tmp_path):
+  """One policy for every file the project writes (``image_io.atomic_path``), not mkstemp's 0600 or
+  mkdtemp's 0700: under umask 027 (set before anything is written: the mode is read once per process),
+  0750 for the folder and 0640 for its files, carried-over ones included."""
+  script = f"""
+import os
+os.umask(0o027)
+import numpy as np
+from jaxstyle import weights
+net = {{"params": {{"conv": {{"kernel": np.ones((3, 3), np.float32)}}}}}}
+weights.save({str(tmp_path / "w")!r}, {{"decoder": net}}, "tiny")
+weights.update({str(tmp_path / "w")!r}, {{"transform": net}}, "tiny")
+"""
+  subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+  assert stat.S_IMODE((tmp_path / "w").stat().st_mode) == 0o750
+  files = sorted(p.name for p in (tmp_path / "w").iterdir())
+  assert files == [weights.MANIFEST, "decoder.safetensors", "transform.safetensors"]
+  for name in files:
+    assert stat.S_IMODE((tmp_path / "w" / name).stat().st_mode) == 0o640, name
+
+
+def test_keys_use_the_flax_path_separator(tmp_path, params):
+  """The on-disk keys are ``flatten_dict(..., sep="/")`` of the variables, e.g. ``params/conv1_1/kernel``."""
+  weights.save(tmp_path, {"decoder": params["decoder"]}, "tiny", dtype="float32")
+  flat = weights.read_safetensors(tmp_path / "decoder.safetensors", "float32")
+  assert set(flat) == {"/".join(k) for k in traverse_util.flatten_dict(params["decoder"])}
+  assert "params/conv1_1/kernel" in flat

@@ -3,7 +3,7 @@ r"""Trains SANet: ``python -m train.sanet --config train/configs/sanet.py[:varia
 See ``train/configs/sanet.py`` for the variants and ``jaxstyle/sanet_training.py`` for the method.
 """
 from jaxstyle import sanet_training
-import train
+from train import main
 
 if __name__ == "__main__":
-  train.run(sanet_training.train_and_evaluate)
+  main.run(sanet_training.train_and_evaluate)

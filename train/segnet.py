@@ -3,7 +3,7 @@ r"""Trains SegNet: ``python -m train.segnet --config train/configs/segnet.py[:va
 See ``train/configs/segnet.py`` for the variants and ``jaxstyle/segnet_training.py`` for the method.
 """
 from jaxstyle import segnet_training
-import train
+from train import main
 
 if __name__ == "__main__":
-  train.run(segnet_training.train_and_evaluate)
+  main.run(segnet_training.train_and_evaluate)

@@ -7,9 +7,10 @@ Variants (``--config train/configs/segnet.py:VARIANT[,key=value...]``, or ``--co
   exists) and person-free ``photos/``, all resident on the device: 448 px shorter side, 384² crops with
   flips, half of them a person pasted on a photo at 0.5–2× scale, a tenth a photo alone, then colour,
   blur, noise and JPEG noise (``jaxstyle/augment.py``); batch 16, Adam 3e-4 (100 warm-up steps, cosine to
-  1%), BCE + Dice, 3000 steps (about 2½ minutes on one H200). Every 250 steps: person IoU on a fixed 20%
-  of the hand-drawn portraits (14 images) at 512 px through the CLI's path (``jaxstyle/segnet_eval.py``),
-  beside the MediaPipe teacher's (0.972 on the same masks).
+  1%), BCE + Dice, 3000 steps (a reference run of this length, bfloat16 and without composites, trained at
+  770 img/s in 134 s on one NVIDIA H200 on 2026-11-29: ``../shared/runs/README.md``). Every 250 steps:
+  person IoU on a fixed 20% of the hand-drawn portraits (14 images) at 512 px through the CLI's path
+  (``jaxstyle/segnet_eval.py``), beside the MediaPipe teacher's (0.972 on the same masks).
 
       python -m train.segnet --config train/configs/segnet.py --workdir runs/segnet
 
@@ -18,7 +19,7 @@ Variants (``--config train/configs/segnet.py:VARIANT[,key=value...]``, or ``--co
 
       python -m train.segnet --config train/configs/segnet.py:cpu_finetune --workdir runs/segnet_cpu
 - ``coco_panoptic``: COCO 2017 panoptic ``person`` masks through tfds (shorter side 512, 384² crops,
-  batch 16, 20k steps); mIoU on 64 crops of the validation split.
+  batch 16, 20k steps); evaluated as ``default``, on the held-out hand-drawn portraits of ``data_dir``.
 
       python -m train.segnet --config train/configs/segnet.py:coco_panoptic --workdir runs/segnet_coco
 
@@ -33,7 +34,7 @@ import dataclasses
 import ml_collections
 
 from jaxstyle import augment
-from train.configs import sanet as sanet_configs
+from train.configs import common
 
 # photos/ (as listed in photos/SOURCES.tsv, 193 files) checked by eye on 2026-11-26: these show people
 # or might (tiny figures, statues, silhouettes, drawings) and are never used as negatives.
@@ -47,102 +48,43 @@ PHOTOS_WITH_PEOPLE = (
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant, overrides = sanet_configs.parse_arg(arg)
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; one of {sorted(VARIANTS)}")
-  config = default()
-  VARIANTS[variant](config)
-  for key, value in overrides.items():
-    sanet_configs.override(config, key, value)
-  return config
+  return common.get_config(default, VARIANTS, arg)
 
 
 def default() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = common.base()
   config.model = "default"                 # its ModelConfig.segnet must be a "shared" SegNet
-  config.dtype = "float32"
-  config.formulation = "auto"
-  # Must match the SANet run exporting into the same weights folder (train/configs/sanet.py).
-  config.encoder = "imagenet"   # imagenet (the shipped weights) | imagenet_normalised | random (tests)
-  config.seed = 0
-
   config.source = "portraits"              # portraits (shared folders, resident) | tfds
-  config.data_dir = "../shared/data"
   config.negatives = True                  # person-free photos with all-zero targets
   config.photos_with_people = PHOTOS_WITH_PEOPLE
-  config.holdout_fraction = 0.2            # of the hand-annotated portraits, for mIoU
+  config.holdout_fraction = 0.2            # of the hand-annotated portraits, for the person IoU
   config.tfds_name = "coco/2017_panoptic"
   config.split = "train"
-  config.tfds_data_dir = ""
   config.resize = 448                      # shorter side of the resident images
   config.crop = 384
-  config.max_aspect = 2.0
   config.flip = True
-  config.batch_size = 16
-  config.num_decode_threads = 8
   # Composites and photometric noise (jaxstyle/augment.py AugmentConfig; portraits source only).
   config.augment = ml_collections.ConfigDict(dataclasses.asdict(augment.AugmentConfig()))
   config.init_from = ""                    # a weights folder whose SegNet the run starts from
-
   config.lr = 3e-4
   config.warmup_steps = 100
   config.dice_weight = 1.0
   config.num_steps = 3000
-
   config.eval_size = 512                   # held-out portraits' longest side, as infer.portrait --size
   config.eval_feather = 0.01               # and --feather
   config.eval_every = 250
   config.num_samples = 6
-  config.log_every = 10
-  config.checkpoint_every = 100
-  config.keep_checkpoints = 3
-  config.export_every = 500
-  config.export_dir = ""                   # default: WORKDIR/weights
-  config.export_dtype = "float16"
+  config.log_every, config.checkpoint_every, config.export_every = 10, 100, 500
   return config
 
 
-def cpu_finetune(config):
-  config.init_from = "weights"
-  config.resize = 400
-  config.crop = 320
-  config.batch_size = 4
-  config.lr = 1e-4
-  config.warmup_steps = 20
-  config.num_steps = 1000
-  config.eval_every = 100
-  config.log_every = 5
-  config.checkpoint_every = 50
-  config.export_every = 100
-
-
-def coco_panoptic(config):
-  config.source = "tfds"
-  config.resize = 512
-  config.num_steps = 20_000
-  config.eval_every = 1000
-  config.checkpoint_every = 1000
-  config.export_every = 5000
-
-
-def runlocal(config):
-  config.model = "tiny"
-  config.encoder = "random"
-  config.formulation = "xla"
-  config.resize = 40
-  config.crop = 32
-  config.eval_size = 32
-  config.augment.jpeg_prob = 0.0
-  config.batch_size = 4
-  config.lr = 3e-3
-  config.warmup_steps = 2
-  config.num_steps = 20
-  config.log_every = 5
-  config.eval_every = 10
-  config.checkpoint_every = 10
-  config.export_every = 20
-  config.export_dtype = "float32"
-
-
-VARIANTS = {"default": lambda config: None, "cpu_finetune": cpu_finetune, "coco_panoptic": coco_panoptic,
-            "runlocal": runlocal}
+VARIANTS = {
+    "default": {},
+    "cpu_finetune": {"init_from": "weights", "resize": 400, "crop": 320, "batch_size": 4, "lr": 1e-4,
+                     "warmup_steps": 20, "num_steps": 1000, "eval_every": 100, "log_every": 5,
+                     "checkpoint_every": 50, "export_every": 100},
+    "coco_panoptic": {"source": "tfds", "resize": 512, "num_steps": 20_000, "eval_every": 1000,
+                      "checkpoint_every": 1000, "export_every": 5000},
+    "runlocal": {**common.RUNLOCAL, "eval_size": 32, "augment.jpeg_prob": 0.0, "lr": 3e-3,
+                 "warmup_steps": 2, "eval_every": 10},
+}

@@ -1,0 +1,87 @@
+"""Several processes: ``jax.distributed`` set-up and stopping every process at the same step.
+
+A stop request (SIGTERM from a scheduler, SIGINT from a terminal) must end every process of a job at
+the same step, or their checkpoints disagree. With ``jax.distributed`` initialised, JAX's preemption
+service already turns a SIGTERM to any process into one agreed step
+(``multihost_utils.reached_preemption_sync_point``) without a collective per step; ``StopFlag`` uses it
+and forwards SIGINT to it as a SIGTERM. A single process (no distributed client: the sync point is
+never reached) handles both signals itself.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+  """``jax.distributed.initialize`` from flags, else the ``JAX_COORDINATOR_ADDRESS``,
+  ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID`` environment variables; a no-op for a single process.
+
+  Must run before the first JAX computation.
+  """
+  coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+  if num_processes is None and "JAX_NUM_PROCESSES" in os.environ:
+    num_processes = int(os.environ["JAX_NUM_PROCESSES"])
+  if process_id is None and "JAX_PROCESS_ID" in os.environ:
+    process_id = int(os.environ["JAX_PROCESS_ID"])
+  if not coordinator_address or (num_processes or 1) == 1:
+    return
+  jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                             process_id=process_id)
+  logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def _distributed() -> bool:
+  return jax.process_count() > 1     # only ``initialize_distributed`` makes it so
+
+
+class StopFlag:
+  """Answers "stop before this step?" for the training loop, the same on every process.
+
+  Active inside ``with``: single-process, SIGTERM and SIGINT set ``requested``; multi-process, JAX's
+  preemption service owns SIGTERM and SIGINT is re-sent as SIGTERM. The old handlers come back on exit.
+  Steps dispatch asynchronously, so the loop may be up to ``log_every`` steps ahead of the device when
+  the signal comes: it stops at the step it has reached, waits for it, and saves that state.
+  """
+
+  def __init__(self):
+    self.requested = False
+    self.signal = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    self.requested, self.signal = True, signal.Signals(signum).name
+    logging.warning("%s received: stopping after this step with a checkpoint", self.signal)
+
+  def _forward(self, signum, frame):  # pylint: disable=unused-argument
+    logging.warning("%s received: passed on as SIGTERM", signal.Signals(signum).name)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  def should_stop(self, step: int) -> bool:
+    """Called once per step, with the same ``step`` on every process."""
+    if _distributed() and multihost_utils.reached_preemption_sync_point(step):
+      self.requested, self.signal = True, "SIGTERM"
+      logging.warning("a process was asked to stop: all stop at step %d with a checkpoint", step)
+    return self.requested
+
+  def __enter__(self) -> StopFlag:
+    if threading.current_thread() is not threading.main_thread():
+      return self
+    if _distributed():
+      self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._forward)
+    else:
+      for s in (signal.SIGTERM, signal.SIGINT):
+        self._previous[s] = signal.signal(s, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+    self._previous = {}
