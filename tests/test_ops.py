@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks.maxpool_ab import argmax_pool, onehot_unpool   # the argmax pool ops replaced
 from jaxstyle import ops
 
 
@@ -47,23 +48,6 @@ def naive_pool(x):
       vals[:, i, j] = flat.max(1)
       idx[:, i, j] = flat.argmax(1)
   return vals, idx
-
-
-def argmax_pool(x):
-  """The previous implementation (stacked window views, max + argmax): the reference."""
-  h, w = x.shape[1], x.shape[2]
-  if h % 2 or w % 2:
-    x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
-  views = jnp.stack([x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]], axis=-1)
-  return views.max(axis=-1), views.argmax(axis=-1).astype(jnp.int8)
-
-
-def onehot_unpool(x, indices, out_hw):
-  """The previous unpool (one-hot × value, window axes moved into place): the reference."""
-  b, h, w, c = x.shape
-  onehot = jax.nn.one_hot(indices, 4, dtype=x.dtype) * x[..., None]
-  up = onehot.reshape(b, h, w, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(b, 2 * h, 2 * w, c)
-  return up[:, :out_hw[0], :out_hw[1]]
 
 
 @pytest.mark.parametrize("hw", [(6, 8), (7, 5)])
