@@ -98,7 +98,7 @@ def test_expand_and_plan(inputs, tmp_path):
   np.testing.assert_array_equal(stylize_files.pad_batch(np.arange(3), 4), [0, 1, 2, 2])
 
 
-def test_load_model_dtype_and_needed_networks(tiny_weights):
+def test_model_load_dtype_and_needed_networks(tiny_weights):
   params, cfg = model.load(tiny_weights, stylize_files.needed_networks("plain", False), dtype="bfloat16")
   assert cfg.dtype == "bfloat16" and cfg.encoder_blocks == CFG.encoder_blocks
   assert sorted(params) == ["decoder", "encoder", "transform"]
