@@ -1,5 +1,6 @@
 """Grain input pipelines: determinism per (seed, step), sharding, skipped files, exact resume through orbax
 for the folder source and a tfds source (a tiny array_record dataset built in a temporary folder)."""
+import itertools
 from pathlib import Path
 
 import grain
@@ -185,12 +186,18 @@ def tiny_panoptic_examples(n: int = 6):
               "panoptic_objects": {"id": np.array([5, 700]), "label": np.array([1, 0])}}
 
 
+_TFDS_NAMES = itertools.count()
+
+
 @pytest.fixture(scope="module")
 def tiny_tfds(tmp_path_factory):
   """(name, data_dir) of a tiny COCO-panoptic-like tfds dataset prepared in array_record format."""
   tfds = pytest.importorskip("tensorflow_datasets")
 
   class JaxstyleTinyPanoptic(tfds.core.GeneratorBasedBuilder):
+    # A name of its own per fixture: test modules that share this fixture run it once each, in one
+    # process under xdist, and tfds refuses to register a dataset name twice.
+    name = f"jaxstyle_tiny_panoptic_{next(_TFDS_NAMES)}"
     VERSION = tfds.core.Version("1.0.0")
     pkg_dir_path = Path(__file__).parent   # a builder defined in a test module has no package folder
 
@@ -210,7 +217,7 @@ def tiny_tfds(tmp_path_factory):
 
   data_dir = tmp_path_factory.mktemp("tfds")
   JaxstyleTinyPanoptic(data_dir=data_dir, file_format="array_record").download_and_prepare()
-  return "jaxstyle_tiny_panoptic", str(data_dir)
+  return JaxstyleTinyPanoptic.name, str(data_dir)
 
 
 def test_tfds_person_masks_follow_the_person_segments(tiny_tfds):
