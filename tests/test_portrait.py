@@ -130,3 +130,17 @@ def test_padded_pair_matches_its_own_shape_inside_the_crop():
   assert got.shape == (*hw_c, 3)
   diff = np.abs(buckets.crop(got, c.shape[:2]) - want).mean()
   assert diff < PADDED_MEAN_TOL, diff
+
+
+def test_multi_scale_mask_averages_the_logits_of_each_side(setup):
+  """SegNet at the content's size and at each smaller ``segnet_sides`` side; larger sides are skipped."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  params, content, _ = setup
+  multi = dataclasses.replace(CFG, segnet_sides=(24, 45, 64))      # 45 and 64 are not smaller than 45
+  small = jax.image.resize(content, (2, 20, 24, 3), "linear", antialias=True)   # 37×45 → longer side 24
+  logits = (portrait.person_logits(params, CFG, content, portrait.encode(params, CFG, content)) +
+            jax.image.resize(portrait.person_logits(params, CFG, small, portrait.encode(params, CFG, small)),
+                             (2, 37, 45), "linear")) / 2
+  want = portrait.feather_mask(jax.nn.sigmoid(logits), 0.0)
+  np.testing.assert_allclose(portrait.segment(params, multi, content, 0.0), want, atol=1e-6)
+  assert not np.allclose(portrait.segment(params, CFG, content, 0.0), want, atol=1e-3)
