@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxstyle import image_io
 from jaxstyle import ops
 from jaxstyle import sharding
 from jaxstyle.model import ModelConfig, Params, build
@@ -152,12 +153,6 @@ def feather_mask(mask: jax.Array, feather: float, hw: jax.Array | None = None) -
   return ops.gaussian_blur(mask.astype(jnp.float32), feather * hw.max(axis=1), hw, feather * longest)
 
 
-def scaled_hw(hw: tuple[int, int], side: int) -> tuple[int, int]:
-  """``hw`` scaled so that its longer side is ``side``."""
-  scale = side / max(hw)
-  return max(1, round(hw[0] * scale)), max(1, round(hw[1] * scale))
-
-
 def segment(params: Params, cfg: ModelConfig, content: jax.Array, feather: float,
             content_feats: dict | None = None, hw: jax.Array | None = None) -> jax.Array:
   """The person mask the program blends with: SegNet → sigmoid → feather, ``[B, H, W]`` in [0, 1].
@@ -174,7 +169,7 @@ def segment(params: Params, cfg: ModelConfig, content: jax.Array, feather: float
   logits = person_logits(params, cfg, content, content_feats)
   sides = [side for side in cfg.segnet_sides if side < max(h, w)]
   for side in sides:
-    small = jax.image.resize(content, (b, *scaled_hw((h, w), side), 3), "linear", antialias=True)
+    small = jax.image.resize(content, (b, *image_io.longest_side_hw((h, w), side), 3), "linear", antialias=True)
     small_logits = person_logits(params, cfg, small, encode(params, cfg, small))
     logits = logits + jax.image.resize(small_logits, (b, h, w), "linear")
   return feather_mask(jax.nn.sigmoid(logits / (1 + len(sides))), feather, hw)
