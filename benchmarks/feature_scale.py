@@ -15,8 +15,8 @@ import jax
 import numpy as np
 from PIL import Image
 
-from jaxstyle import pretrained
-from jaxstyle import vgg
+from jaxstyle.checkpoints import pretrained
+from jaxstyle.nets import vgg
 
 
 def center_crop(path: Path, size: int) -> np.ndarray:

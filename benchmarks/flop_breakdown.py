@@ -11,11 +11,11 @@ comparison; the steps must add up to the whole (``tests/test_flop_breakdown.py``
 is counted as computed (XLA counts the larger branch of a ``lax.cond``); the program skips it when every
 α is 1, as in plain mode at the default controls.
 
-FLOPs and bytes are counted on the lowered module (``jaxstyle.profiling``): a compiled GPU program
+FLOPs and bytes are counted on the lowered module (``jaxstyle.program.profiling``): a compiled GPU program
 hides cuDNN convolutions in custom calls that its cost analysis counts as zero. Two corrections:
 
 - ``--formulation`` defaults to ``xla``, the convolutions a GPU runs (``"auto"`` is ``"same"`` on CPU,
-  whose decoder upsample-convs do fewer FLOPs; see ``jaxstyle/conv.py``).
+  whose decoder upsample-convs do fewer FLOPs; see ``jaxstyle/nets/conv.py``).
 - XLA's cost analysis counts a while loop's body once. The attention runs in query chunks under
   ``lax.map`` whenever a level has more queries than one chunk (relu4_1 from 1024² on), so the program
   is counted on ``model.unchunked(cfg)`` (``one_chunk``: the same arithmetic when the chunk divides
@@ -40,11 +40,11 @@ import jax
 import jax.extend.core as jax_core
 import jax.numpy as jnp
 
-from jaxstyle import conv as conv_lib
-from jaxstyle import model as model_lib
-from jaxstyle import portrait
-from jaxstyle import profiling
-from jaxstyle import sharding
+from jaxstyle.nets import conv as conv_lib
+from jaxstyle.nets import model as model_lib
+from jaxstyle.program import portrait
+from jaxstyle.program import profiling
+from jaxstyle.program import sharding
 
 FEATHER = 0.01          # portrait.stylize's default mask feather
 

@@ -41,10 +41,10 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from benchmarks import portrait_bench  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import scaling  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxstyle import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxstyle import portrait  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxstyle import profiling  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxstyle import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxstyle.nets import model as model_lib# pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxstyle.program import portrait  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxstyle.program import profiling  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxstyle.program import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = Path(__file__).resolve().parents[1]
 

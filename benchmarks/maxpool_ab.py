@@ -23,12 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import scaling
-from jaxstyle import model
-from jaxstyle import portrait
-from jaxstyle import profiling
-from jaxstyle import segnet
-from jaxstyle import sharding
-from jaxstyle import vgg
+from jaxstyle.nets import model
+from jaxstyle.nets import segnet
+from jaxstyle.nets import vgg
+from jaxstyle.program import portrait
+from jaxstyle.program import profiling
+from jaxstyle.program import sharding
 
 
 def argmax_pool(x):

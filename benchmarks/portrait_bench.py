@@ -1,4 +1,4 @@
-"""Speed and memory of the portrait program (``jaxstyle.portrait.make_program``) against PyTorch eager.
+"""Speed and memory of the portrait program (``jaxstyle.program.portrait.make_program``) against PyTorch eager.
 
 Random float32 weights of a ``model.MODEL_CONFIGS`` model (``"default"``: real size;
 ``model.init_params``), random content and style images of each ``--sizes`` side, one device. For every
@@ -36,11 +36,11 @@ import jax
 import numpy as np
 
 from experiments import scaling
-from jaxstyle import conv
-from jaxstyle import model as model_lib
-from jaxstyle import portrait
-from jaxstyle import profiling
-from jaxstyle import sharding
+from jaxstyle.nets import conv
+from jaxstyle.nets import model as model_lib
+from jaxstyle.program import portrait
+from jaxstyle.program import profiling
+from jaxstyle.program import sharding
 
 MIB = 2**20
 # glibc keeps freed memory mapped unless told otherwise, which would hide a call's peak behind memory

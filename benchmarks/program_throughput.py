@@ -5,7 +5,7 @@
 
 Random real-size weights (``model.init_params`` of the "default" model config); one jitted program over
 all local devices; median of ``--repeats`` timed calls after one warm-up; FLOPs, peak memory and the
-device name from ``jaxstyle.profiling``. Prints one line per configuration and, with ``--csv``,
+device name from ``jaxstyle.program.profiling``. Prints one line per configuration and, with ``--csv``,
 appends rows to a CSV file.
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ import time
 import jax
 import numpy as np
 
-from jaxstyle import model
-from jaxstyle import portrait
-from jaxstyle import profiling
-from jaxstyle import sharding
+from jaxstyle.nets import model
+from jaxstyle.program import portrait
+from jaxstyle.program import profiling
+from jaxstyle.program import sharding
 
 
 def measure(size: int, batch: int, dtype: str, repeats: int, mode: str) -> dict:

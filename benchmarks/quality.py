@@ -14,7 +14,7 @@ pixels and jaxstyle compiles one program per mode. Systems, all in one run:
 - ``magenta+mask``: the same, with the person restyled at ``strength`` = jaxstyle's default α_person
   (the library interpolates the style vector toward the photo's own) and blended by MediaPipe Selfie
   Segmentation's person mask: Magenta's closest analogue of jaxstyle's portrait mode.
-- ``jaxstyle plain`` / ``jaxstyle portrait``: ``jaxstyle.stylize_files.run`` (the CLI's library path)
+- ``jaxstyle plain`` / ``jaxstyle portrait``: ``jaxstyle.app.stylize_files.run`` (the CLI's library path)
   with the weights in ``--weights``, default controls, jaxstyle's own SegNet mask.
 
 Measures, per pair (regions from the reference person mask in ``portraits_masks/``: hand-drawn,
@@ -261,13 +261,14 @@ def magenta_outputs(pairs: Sequence[Pair], media: MediaPipe, person_strength: fl
 def jaxstyle_outputs(pairs: Sequence[Pair], weights: str, work: Path, log: Callable[[str], None]
                      ) -> dict[str, dict[tuple[str, str], np.ndarray]]:
   """``{"jaxstyle plain": …, "jaxstyle portrait": …}`` through ``stylize_files.run`` (the CLI's path)."""
-  from jaxstyle import stylize_files  # pylint: disable=g-import-not-at-top
+  from jaxstyle.app import request  # pylint: disable=g-import-not-at-top
+  from jaxstyle.app import stylize_files  # pylint: disable=g-import-not-at-top
   contents = sorted({p.content for p in pairs}, key=str)
   styles = sorted({p.style for p in pairs}, key=str)
   out = {}
   for mode in ("plain", "portrait"):
     folder = work / f"jaxstyle_{mode}"
-    stylize_files.run(stylize_files.Request(content=[str(c) for c in contents],
+    stylize_files.run(request.Request(content=[str(c) for c in contents],
                                             style=[str(s) for s in styles], output=str(folder),
                                             weights=weights, size=0, mode=mode), log=log, progress=False)
     out[f"jaxstyle {mode}"] = {(p.portrait, p.painting): load(folder / f"{p.content.stem}__{p.style.stem}.png")
@@ -344,7 +345,7 @@ def markdown(s: dict[str, dict[str, float]], *, n_pairs: int, header: str) -> st
 
 
 def write_sheet(path: Path, pair: Pair, outputs: dict[str, dict]) -> None:
-  from jaxstyle.sheet import comparison_sheet  # pylint: disable=g-import-not-at-top
+  from jaxstyle.io.sheet import comparison_sheet  # pylint: disable=g-import-not-at-top
   key = (pair.portrait, pair.painting)
   panels = [("content", load(pair.content)), ("painting", load(pair.style))]
   panels += [(system, outputs[system][key]) for system in SYSTEMS]
@@ -365,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   except ImportError as e:
     print(f"error: {e.name or e} is missing: {MISSING}", file=sys.stderr)
     return 2
-  from jaxstyle import portrait  # pylint: disable=g-import-not-at-top
+  from jaxstyle.program import portrait  # pylint: disable=g-import-not-at-top
   data_dir, out = Path(args.data), Path(args.out)
   portraits, paintings = (PORTRAITS[:SMALL[0]], PAINTINGS[:SMALL[1]]) if args.small else (PORTRAITS, PAINTINGS)
   (out / "sheets").mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ import time
 import jax
 import numpy as np
 
-from jaxstyle import model
-from jaxstyle import portrait
-from jaxstyle import profiling
+from jaxstyle.nets import model
+from jaxstyle.program import portrait
+from jaxstyle.program import profiling
 
 
 def main():

@@ -1,4 +1,4 @@
-"""PyTorch peer of the portrait program (``jaxstyle.portrait.stylize``), for benchmarks only.
+"""PyTorch peer of the portrait program (``jaxstyle.program.portrait.stylize``), for benchmarks only.
 
 The same graph as the JAX program, written the way a PyTorch user would: NCHW, ``nn.Conv2d`` with
 explicit padding, ``max_pool2d(return_indices=True)`` / ``max_unpool2d`` for SegNet, ``torch.bmm`` +
@@ -26,9 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from jaxstyle import model as model_lib
-from jaxstyle import segnet as segnet_lib
-from jaxstyle import vgg as vgg_lib
+from jaxstyle.nets import model as model_lib
+from jaxstyle.nets import segnet as segnet_lib
+from jaxstyle.nets import vgg as vgg_lib
 
 EPS = 1e-5
 
@@ -283,7 +283,7 @@ class Portrait(nn.Module):
   """The portrait program: shared content VGG pass, SegNet mask, both regions decoded as one batch.
 
   α mixes each region's stylised features toward the identity transfer T(c, c) before the merge conv,
-  as ``jaxstyle.portrait.stylize`` does; ``identity=False`` leaves it out (exact when every α is 1).
+  as ``jaxstyle.program.portrait.stylize`` does; ``identity=False`` leaves it out (exact when every α is 1).
   ``mode="plain"``: the background region only, no SegNet (``stylize(..., mode="plain")``).
   """
 

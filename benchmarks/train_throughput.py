@@ -21,12 +21,12 @@ import time
 import jax
 import numpy as np
 
-from jaxstyle import encoder_weights
-from jaxstyle import profiling
-from jaxstyle import sanet_training
-from jaxstyle import segnet_training
-from jaxstyle import sharding
-from jaxstyle import training
+from jaxstyle.program import profiling
+from jaxstyle.program import sharding
+from jaxstyle.training import encoder_weights
+from jaxstyle.training import loop
+from jaxstyle.training import sanet_training
+from jaxstyle.training import segnet_training
 
 
 def load_config(spec: str):
@@ -54,7 +54,7 @@ def bench(trainer: str, config, *, model: str, batch: int, crop: int, dtype: str
   module = sanet_training if trainer == "sanet" else segnet_training
   hp = module.hparams_from_config(config)
   with jax.set_mesh(mesh):
-    _, init = training.abstract_train_state(functools.partial(module.init_trainable, hp),
+    _, init = loop.abstract_train_state(functools.partial(module.init_trainable, hp),
                                             module.make_optimizer(hp), jax.random.PRNGKey(0), mesh)
     state = init(jax.random.PRNGKey(0))
     frozen = sharding.place_replicated(mesh, encoder_weights.frozen_encoder("random", hp.model, 0)[0])
@@ -87,7 +87,7 @@ def main():
   parser.add_argument("--batch_sizes", default="8")
   parser.add_argument("--crops", default="256")
   parser.add_argument("--dtypes", default="float32")
-  parser.add_argument("--formulation", default="auto", help="conv formulation (jaxstyle/conv.py)")
+  parser.add_argument("--formulation", default="auto", help="conv formulation (jaxstyle/nets/conv.py)")
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--images", type=int, default=64, help="synthetic resident images")
   parser.add_argument("--json", default=None, help="also write the rows here")

@@ -39,11 +39,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import distributed
-from jaxstyle import model as model_lib
-from jaxstyle import portrait
-from jaxstyle import profiling
-from jaxstyle import sharding
+from jaxstyle.nets import model as model_lib
+from jaxstyle.program import portrait
+from jaxstyle.program import profiling
+from jaxstyle.program import sharding
+from jaxstyle.training import distributed
 
 MIB = 2**20
 
@@ -197,17 +197,17 @@ def prepare_infer(model_cfg: model_lib.ModelConfig, mesh, cfg: Config, compile_o
 
 
 def prepare_train(model_cfg: model_lib.ModelConfig, mesh, cfg: Config, compile_only: bool) -> Prepared:
-  """One SANet train step (``jaxstyle.sanet_training.train_step``) on random placed batches."""
+  """One SANet train step (``jaxstyle.training.sanet_training.train_step``) on random placed batches."""
   try:
-    from jaxstyle import sanet_training  # pylint: disable=g-import-not-at-top
-    from jaxstyle import training  # pylint: disable=g-import-not-at-top
+    from jaxstyle.training import sanet_training  # pylint: disable=g-import-not-at-top
+    from jaxstyle.training import loop  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise RuntimeError(f"--what train needs jaxstyle.sanet_training and its imports: {e}") from e
+    raise RuntimeError(f"--what train needs jaxstyle.training.sanet_training and its imports: {e}") from e
   hp = sanet_training.Hparams(model=model_cfg, batch_size=cfg.global_batch, crop=cfg.resolution)
   params = random_params(model_cfg)
   # The step's state from the sweep's params (no second init); the Adam state is optax's own init.
   trainable = {k: params[k] for k in sanet_training.TRAINED}
-  state = training.TrainState(step=np.zeros((), np.int32), params=trainable,
+  state = loop.TrainState(step=np.zeros((), np.int32), params=trainable,
                               opt_state=sanet_training.make_optimizer(hp).init(trainable),
                               rng=np.asarray(jax.random.PRNGKey(0)))
   with jax.set_mesh(mesh):
@@ -494,7 +494,7 @@ def write_outputs(args, rows: list[dict], devices) -> None:
   notes = [f"device: {kind}; {len(devices)} device(s) in {jax.process_count()} process(es); "
            f"jax {jax.__version__}",
            "img/s: global batch / median step time; ms/img: step time / global batch",
-           "peak MiB (`jaxstyle.profiling.peak_memory`): `memory_stats()['peak_bytes_in_use']` (max over the "
+           "peak MiB (`jaxstyle.program.profiling.peak_memory`): `memory_stats()['peak_bytes_in_use']` (max over the "
            "devices used, cumulative over the run, configs in increasing size), or where the backend has "
            "none (CPU) the process's peak resident set (VmHWM); XLA temp MiB: "
            "`compiled.memory_analysis()` temp + output buffers per device",

@@ -3,10 +3,10 @@
     python -m infer.portrait --content me.jpg --style starry.jpg --output me_starry.png
     python -m infer.portrait --content photos/ --style styles/ --output out --sheet --save-mask
 
-Parses flags and calls ``jaxstyle.stylize_files.run``. Every refusal (an unreadable or non-finite image,
+Parses flags and calls ``jaxstyle.app.stylize_files.run``. Every refusal (an unreadable or non-finite image,
 missing or broken weights, options out of range or that do not fit together, an unwritable output
 folder, a non-finite result) prints one line ``error: ...`` to stderr and exits with status 2;
-tracebacks only with ``--debug`` or ``JAXSTYLE_DEBUG=1`` (``jaxstyle.cli``).
+tracebacks only with ``--debug`` or ``JAXSTYLE_DEBUG=1`` (``jaxstyle.io.cli``).
 """
 from __future__ import annotations
 
@@ -15,27 +15,22 @@ import dataclasses
 import sys
 from typing import Sequence
 
-from jaxstyle import cli
-from jaxstyle import stylize_files
-from jaxstyle.image_io import ImageError
-from jaxstyle.portrait import Controls
-from jaxstyle.stylize_files import Request, UsageError
-from jaxstyle.weights import WeightsError
+from jaxstyle.app import request
+from jaxstyle.app import stylize_files
+from jaxstyle.app.request import Request
+from jaxstyle.io import cli
+from jaxstyle.io.cli import UsageError
+from jaxstyle.io.image_io import ImageError
+from jaxstyle.io.weights import WeightsError
+from jaxstyle.program.portrait import Controls
 
 DEFAULTS = Request(content=(), style=())
 # MemoryError: a host allocation the checks did not foresee still ends as one line.
 REFUSALS = (ImageError, WeightsError, UsageError, MemoryError)
 
 
-class _Parser(argparse.ArgumentParser):
-  """argparse that raises instead of printing usage and exiting."""
-
-  def error(self, message):
-    raise UsageError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-  p = _Parser(prog="python -m infer.portrait", description=__doc__.split("\n\n")[0])
+  p = cli.ArgumentParser(prog="python -m infer.portrait", description=__doc__.split("\n\n")[0])
   p.add_argument("--content", nargs="+", required=True, metavar="PATH",
                  help="content image(s) and/or folder(s) of images")
   p.add_argument("--style", nargs="+", required=True, metavar="PATH",
@@ -45,17 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--weights", default=DEFAULTS.weights, metavar="DIR",
                  help="weights folder with MANIFEST.json (default: %(default)s)")
   p.add_argument("--size", type=int, default=DEFAULTS.size,
-                 help=f"longest side of content and style in px, 16..{stylize_files.MAX_SIZE}; 0 keeps the "
+                 help=f"longest side of content and style in px, 16..{request.MAX_SIZE}; 0 keeps the "
                       "files' sizes (%(default)s)")
-  p.add_argument("--mode", choices=stylize_files.MODES, default=DEFAULTS.mode,
+  p.add_argument("--mode", choices=request.MODES, default=DEFAULTS.mode,
                  help="portrait: person and background stylised apart; plain: SANet as published")
   p.add_argument("--mask", metavar="FILE",
                  help="your own person mask (white or opaque = person) instead of SegNet's")
   p.add_argument("--feather", type=float, default=DEFAULTS.feather,
-                 help=f"mask edge blur σ, a fraction 0..{stylize_files.MAX_FEATHER:g} of the longer side "
+                 help=f"mask edge blur σ, a fraction 0..{request.MAX_FEATHER:g} of the longer side "
                       "(%(default)s)")
   p.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
-  p.add_argument("--dtype", choices=stylize_files.DTYPES, default=DEFAULTS.dtype,
+  p.add_argument("--dtype", choices=request.DTYPES, default=DEFAULTS.dtype,
                  help="compute dtype (%(default)s); params stay float32")
   p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
                  help="pairs per program call, rounded up to the device count (0: one per device)")
@@ -64,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--sheet", nargs="?", const=True, default=False, metavar="DIR",
                  help="also write a comparison sheet (content | style | plain | mask | person | "
                       "combined): NAME.sheet.png next to the output, or DIR/NAME.png")
-  w_range = "{:g}..{:g}".format(*stylize_files.W_RANGE)
+  w_range = "{:g}..{:g}".format(*request.W_RANGE)
   for region, what in (("background", "background (style-dominant)"),
                        ("person", "person (content-dominant)")):
     for field, metavar, help_ in (

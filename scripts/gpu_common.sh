@@ -29,5 +29,5 @@ device_setup() {
     export PYTHONPATH=/tmp/site:$PWD
   fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-  "$PY" -m jaxstyle.pretrained fetch --wheel "$VGG_WHEEL"
+  "$PY" -m jaxstyle.checkpoints.pretrained fetch --wheel "$VGG_WHEEL"
 }

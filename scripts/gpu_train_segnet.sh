@@ -36,7 +36,7 @@ device_setup || exit 1
 
 # The held-out portraits are read from the packed copy (same file names, so the same split; smaller
 # originals than ../shared/data's, so the logged IoU is a guide: measure the export with
-# `python -m jaxstyle.segnet_eval --weights $OUT/weights` on the full-size data before landing it).
+# `python -m jaxstyle.training.segnet_eval --weights $OUT/weights` on the full-size data before landing it).
 rm -rf "$OUT/weights" /tmp/run
 cp -r weights "$OUT/weights" && rm -f "$OUT/weights/MODEL_CARD.md"
 timeout -s TERM -k 60 "$TRAIN_SECONDS" "$PY" -m train.segnet \

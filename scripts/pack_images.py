@@ -11,7 +11,7 @@ and ``train/configs/sanet.py`` excludes the quality harness's held-out images by
 import argparse
 from pathlib import Path
 
-from jaxstyle import image_io
+from jaxstyle.io import image_io
 
 
 def pack(sources: list[Path], out: Path, shorter: int, quality: int) -> tuple[int, list[str]]:

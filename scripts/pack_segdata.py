@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxstyle import image_io
+from jaxstyle.io import image_io
 
 
 def pack_folder(src: Path, out: Path, shorter: int, quality: int, mask_dirs: list[tuple[Path, Path]]):

@@ -27,7 +27,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import data, image_io, losses, model, portrait, sharding, sheet
+from jaxstyle.checkpoints import loading
+from jaxstyle.io import image_io
+from jaxstyle.io import sheet
+from jaxstyle.nets import losses
+from jaxstyle.nets import model
+from jaxstyle.program import portrait
+from jaxstyle.program import sharding
+from jaxstyle.training import data
 
 PUBLIC_DOMAIN_PORTRAITS = ("skimage_astronaut.jpg", "mpl_grace_hopper.jpg")
 PORTRAITS = PUBLIC_DOMAIN_PORTRAITS + (
@@ -102,7 +109,7 @@ def main():
   ap.add_argument("--size", type=int, default=384, help="longest side of the portraits")
   args = ap.parse_args()
 
-  params, cfg = model.load(args.weights)
+  params, cfg = loading.load(args.weights)
   controls = portrait.Controls().as_array()
   mesh = sharding.data_mesh(jax.devices()[:1])
   programs = {mode: portrait.make_program(cfg, mesh, mode=mode) for mode in ("portrait", "plain")}

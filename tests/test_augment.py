@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import augment
+from jaxstyle.training import augment
 
 S = 32
 

@@ -19,9 +19,15 @@ import pytest
 from PIL import Image
 
 from infer import portrait as cli
-from jaxstyle import model, portrait, stylize_files, weights
-from jaxstyle.image_io import ImageError
-from jaxstyle.stylize_files import Request, UsageError
+from jaxstyle.app import request
+from jaxstyle.app import stylize_files
+from jaxstyle.app.request import Request
+from jaxstyle.checkpoints import loading
+from jaxstyle.io import weights
+from jaxstyle.io.cli import UsageError
+from jaxstyle.io.image_io import ImageError
+from jaxstyle.nets import model
+from jaxstyle.program import portrait
 
 CFG = model.MODEL_CONFIGS["tiny"]
 CONTENT_WH, STYLE_WH = (40, 48), (32, 32)
@@ -95,14 +101,14 @@ def test_expand_and_plan(inputs, tmp_path):
   req = dataclasses.replace(req, output=str(tmp_path / "r.jpg"))
   one = stylize_files.plan_jobs([content], found[:1], req)
   assert one[0].image == tmp_path / "r.jpg" and one[0].mask == tmp_path / "r.mask.png"
-  np.testing.assert_array_equal(stylize_files.pad_batch(np.arange(3), 4), [0, 1, 2, 2])
+  np.testing.assert_array_equal(request.pad_batch(np.arange(3), 4), [0, 1, 2, 2])
 
 
 def test_model_load_dtype_and_needed_networks(tiny_weights):
-  params, cfg = model.load(tiny_weights, stylize_files.needed_networks("plain", False), dtype="bfloat16")
+  params, cfg = loading.load(tiny_weights, request.needed_networks("plain", False), dtype="bfloat16")
   assert cfg.dtype == "bfloat16" and cfg.encoder_blocks == CFG.encoder_blocks
   assert sorted(params) == ["decoder", "encoder", "transform"]
-  params, _ = model.load(tiny_weights, stylize_files.needed_networks("portrait", False))
+  params, _ = loading.load(tiny_weights, request.needed_networks("portrait", False))
   assert sorted(params) == ["decoder", "encoder", "segnet", "transform"]
 
 
@@ -151,7 +157,7 @@ def test_mixed_sizes_share_one_bucket_and_come_back_at_their_own_size(tiny_weigh
 
 
 def test_compile_cache_folder_and_switch(monkeypatch, tmp_path):
-  from jaxstyle import compile_cache
+  from jaxstyle.program import compile_cache
   monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "c"))
   monkeypatch.delenv("JAXSTYLE_COMPILE_CACHE")
   assert compile_cache.cache_dir() == tmp_path / "c" / "xla"        # on by default
@@ -250,7 +256,7 @@ def test_missing_weights_message(inputs, tmp_path, capsys):
                           "--weights", tmp_path / "no_weights"], capsys)
   assert_one_line_error(code, err, "no weights in", "MANIFEST.json",
                         "python -m train.sanet --config train/configs/sanet.py --workdir runs/sanet",
-                        "python -m jaxstyle.pretrained convert --vgg vgg_normalised.pth")
+                        "python -m jaxstyle.checkpoints.pretrained convert --vgg vgg_normalised.pth")
   assert not (tmp_path / "o").exists()
 
 
@@ -270,9 +276,9 @@ def test_weights_without_segnet(inputs, params, tmp_path, capsys):
 def test_encoder_cache_missing(inputs, params, tmp_path, capsys, monkeypatch):
   content, styles = inputs
   monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "empty_cache"))
-  weights.save(tmp_path / "w", params, "tiny")      # the encoder comes from jaxstyle.pretrained
+  weights.save(tmp_path / "w", params, "tiny")      # the encoder comes from jaxstyle.checkpoints.pretrained
   code, _, err = run_cli(["--content", content, "--style", styles[0], "--weights", tmp_path / "w"], capsys)
-  assert_one_line_error(code, err, "ImageNet VGG-19", "python -m jaxstyle.pretrained fetch")
+  assert_one_line_error(code, err, "ImageNet VGG-19", "python -m jaxstyle.checkpoints.pretrained fetch")
 
 
 def test_weights_of_another_model_config(inputs, tiny_weights, tmp_path, capsys):
@@ -306,7 +312,10 @@ def test_subprocess_errors_exit_2_without_traceback(inputs, tiny_weights, tmp_pa
 MULTI_DEVICE = textwrap.dedent("""
     import functools, json
     import jax, numpy as np
-    from jaxstyle import model, portrait, sharding, stylize_files
+    from jaxstyle.nets import model
+    from jaxstyle.program import portrait
+    from jaxstyle.program import sharding
+    from jaxstyle.app import request
 
     cfg = model.MODEL_CONFIGS["tiny"]
     params = jax.device_get(jax.jit(functools.partial(model.init_params, cfg, hw=(32, 32)))(
@@ -318,12 +327,12 @@ MULTI_DEVICE = textwrap.dedent("""
     outs, run = {}, {}
     for n in (4, 1):
       mesh = sharding.data_mesh(jax.devices()[:n])
-      run[n] = functools.partial(stylize_files.stylize_batch, portrait.make_program(cfg, mesh), mesh,
+      run[n] = functools.partial(request.stylize_batch, portrait.make_program(cfg, mesh), mesh,
                                  jax.device_put(params, sharding.replicated(mesh)))
       outs[n] = run[n](contents, styles, controls)
     image = outs[4]["image"]
     # 3 pairs padded to the 4 devices give the same first 3 results (same shapes: no recompile)
-    padded = run[4](stylize_files.pad_batch(contents[:3], 4), stylize_files.pad_batch(styles[:3], 4),
+    padded = run[4](request.pad_batch(contents[:3], 4), request.pad_batch(styles[:3], 4),
                     controls)
     print(json.dumps({
         "devices": len(jax.devices()),

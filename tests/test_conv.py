@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import conv as conv_lib
-from jaxstyle import ops
+from jaxstyle.nets import conv as conv_lib
+from jaxstyle.nets import ops
 
 RTOL = 1e-5
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxstyle import data
+from jaxstyle.training import data
 
 
 def write_image(path: Path, hw, seed: int, mode: str = "RGB") -> np.ndarray:

@@ -2,8 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import decoder
-from jaxstyle.model import TINY
+from jaxstyle.nets import decoder
+from jaxstyle.nets.model import TINY
 
 
 def test_param_count_pinned_and_resolution_free():

@@ -19,7 +19,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from jaxstyle import torch_pickle
+from jaxstyle.checkpoints import torch_pickle
 
 MiB = 1 << 20
 # Address space a load may add on top of the interpreter with numpy imported. Each hostile case asks,
@@ -28,7 +28,7 @@ BUDGET = 160 * MiB
 
 PROBE = textwrap.dedent("""
     import json, resource, sys
-    from jaxstyle import torch_pickle
+    from jaxstyle.checkpoints import torch_pickle
 
     def status(field):   # VmSize: address space now; VmHWM: peak resident memory of this process
       with open("/proc/self/status") as f:

@@ -1,4 +1,4 @@
-"""Every refusal of ``python -m infer.portrait``, ``python -m jaxstyle.pretrained`` and ``train.*``
+"""Every refusal of ``python -m infer.portrait``, ``python -m jaxstyle.checkpoints.pretrained`` and ``train.*``
 start-up is one ``error: ...`` line and exit status 2, with a traceback only behind ``--debug`` or
 ``JAXSTYLE_DEBUG=1`` (issue 11). Inputs are generated here; all but one case stop before compiling.
 """
@@ -17,7 +17,11 @@ from flax import traverse_util
 from PIL import Image
 
 from infer import portrait as infer_cli
-from jaxstyle import cli, model, pretrained, weights
+from jaxstyle.checkpoints import loading
+from jaxstyle.checkpoints import pretrained
+from jaxstyle.io import cli
+from jaxstyle.io import weights
+from jaxstyle.nets import model
 
 CFG = model.MODEL_CONFIGS["tiny"]
 
@@ -140,7 +144,7 @@ def test_broken_vgg_cache_is_an_error_not_a_download(images, params, tmp_path, c
   weights.save(w, params, "tiny")                       # the encoder comes from the cache
   code, err = infer(["--content", images / "me.png", "--style", images / "style.png", "-o", tmp_path / "o",
                      "--weights", w, "--mode", "plain"], capsys)
-  assert_one_line_error(code, err, "not a readable safetensors file", "python -m jaxstyle.pretrained fetch")
+  assert_one_line_error(code, err, "not a readable safetensors file", "python -m jaxstyle.checkpoints.pretrained fetch")
 
 
 def test_vgg_cache_with_a_nan_bias(params, tmp_path, monkeypatch):
@@ -218,7 +222,7 @@ def test_subprocess_debug_environment_variable(images, tmp_path):
   assert debug.stderr.splitlines()[-1] == plain.stderr.strip()
 
 
-# --- jaxstyle.pretrained ---------------------------------------------------------------------------
+# --- jaxstyle.checkpoints.pretrained ---------------------------------------------------------------------------
 
 
 def convert(argv, capsys):
@@ -276,10 +280,10 @@ def test_converted_tensors_are_checked(tmp_path):
   shapes = model.param_shapes(model.MODEL_CONFIGS["sanet_published"])
   params = jax.tree.map(lambda s: np.zeros(s.shape, np.float32), {k: shapes[k] for k in
                                                                    ("encoder", "decoder", "transform")})
-  model.check_shapes(params, "sanet_published")
+  loading.check_shapes(params, "sanet_published")
   params["decoder"]["params"]["conv1_1"]["kernel"] = np.zeros((3, 3, 512, 255), np.float32)
   with pytest.raises(weights.WeightsError, match="decoder does not fit .* params/conv1_1/kernel has shape"):
-    model.check_shapes(params, "sanet_published")
+    loading.check_shapes(params, "sanet_published")
   w = np.ones((4, 3, 3, 3), np.float32)
   for weight, bias, words in ((w > 0, np.zeros(4, np.float32), "floating-point"),
                               (w.astype(np.uint8), np.zeros(4, np.float32), "floating-point"),

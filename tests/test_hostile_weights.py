@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import save as st_save
 
-from jaxstyle import encoder_weights, folder_swap, training, weights
-from jaxstyle.weights import WeightsError
+from jaxstyle.io import folder_swap
+from jaxstyle.io import weights
+from jaxstyle.io.weights import WeightsError
+from jaxstyle.training import encoder_weights
+from jaxstyle.training import loop
 
 PARAMS = {"decoder": {"params": {"conv": {"kernel": np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 3, 4),
                                           "bias": np.zeros(4, np.float32)}}},
@@ -171,7 +174,7 @@ def test_update_repairs_an_unreadable_manifest(folder):
 WRITER = textwrap.dedent("""
     import sys
     import numpy as np
-    from jaxstyle import weights
+    from jaxstyle.io import weights
     i = 0
     while True:       # alternate two versions of a 4-network folder until killed
       v = np.full((64, 64), float(i % 2), np.float32)
@@ -231,9 +234,9 @@ def test_export_is_skipped_when_intact_and_redone_when_broken(tmp_path):
 def test_finished_run_runs_its_end_hooks_again():
   calls = []
   state = types.SimpleNamespace(step=np.int32(5))
-  hooks = [training.Hook(every=100, fn=lambda step, s: calls.append(("export", step))),
-           training.Hook(every=1, fn=lambda step, s: calls.append(("log", step)), at_end=False)]
-  out = training.run_loop(state, None, None, training.LoopConfig(num_steps=5, global_batch=1, log_every=1),
+  hooks = [loop.Hook(every=100, fn=lambda step, s: calls.append(("export", step))),
+           loop.Hook(every=1, fn=lambda step, s: calls.append(("log", step)), at_end=False)]
+  out = loop.run_loop(state, None, None, loop.LoopConfig(num_steps=5, global_batch=1, log_every=1),
                           checkpointer=None, writer=None, hooks=hooks)
   assert out is state and calls == [("export", 5)]
 

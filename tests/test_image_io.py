@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from jaxstyle import image_io
-from jaxstyle.image_io import ImageError
+from jaxstyle.io import image_io
+from jaxstyle.io.image_io import ImageError
 
 
 def quadrants(h=32, w=48):

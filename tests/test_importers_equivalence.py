@@ -1,7 +1,7 @@
 """PyTorch checkpoints of the published SANet code / torchvision VGG-19, imported, against torch.
 
 Random-weight reference modules (``tests/torch_reference.py``, real channel widths) are saved with
-``torch.save`` in both formats, imported with ``jaxstyle.pretrained`` and run in JAX; outputs must match
+``torch.save`` in both formats, imported with ``jaxstyle.checkpoints.pretrained`` and run in JAX; outputs must match
 the torch forward to 1e-4 relative (‖jax − torch‖ / ‖torch‖). Spatial sizes are small multiples of 16 —
 the published transform upsamples relu5_1 by exactly ×2 — plus an odd size that only JAX can run.
 Convolutions use ``formulation="xla"``: on CPU it compiles ~5× faster than the default shifted-matmul
@@ -21,11 +21,14 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, os.path.dirname(__file__))
 import torch_reference as ref  # noqa: E402
 
-from jaxstyle import importers, portrait, pretrained, weights  # noqa: E402
-from jaxstyle import model as model_lib  # noqa: E402
-from jaxstyle.decoder import Decoder  # noqa: E402
-from jaxstyle.sanet import Transform  # noqa: E402
-from jaxstyle.vgg import VGG19  # noqa: E402
+from jaxstyle.checkpoints import importers
+from jaxstyle.checkpoints import pretrained
+from jaxstyle.io import weights  # noqa: E402
+from jaxstyle.nets import model as model_lib# noqa: E402
+from jaxstyle.nets.decoder import Decoder  # noqa: E402
+from jaxstyle.nets.sanet import Transform  # noqa: E402
+from jaxstyle.nets.vgg import VGG19  # noqa: E402
+from jaxstyle.program import portrait
 
 RTOL = 1e-4
 FORMATS = {"zip": True, "legacy": False}

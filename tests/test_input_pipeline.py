@@ -9,7 +9,8 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from jaxstyle import data, input_pipeline as ip
+from jaxstyle.training import data
+from jaxstyle.training import input_pipeline as ip
 
 ONE_PROCESS = dict(process_index=0, process_count=1)
 

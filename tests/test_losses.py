@@ -2,8 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import losses
-from jaxstyle.vgg import STYLE_LAYERS
+from jaxstyle.nets import losses
+from jaxstyle.nets.vgg import STYLE_LAYERS
 
 
 def feats(seed, shift=0.0):

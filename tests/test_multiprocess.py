@@ -96,7 +96,7 @@ def check_same_losses(one: dict, two: dict, logs: list[str]) -> None:
 
 STOP_LOOP = textwrap.dedent("""
     import sys, time
-    from jaxstyle import distributed
+    from jaxstyle.training import distributed
     distributed.initialize_distributed(sys.argv[1], 2, int(sys.argv[2]))
     with distributed.StopFlag() as stop:
       for step in range(6000):          # a minute at most

@@ -1,11 +1,11 @@
-"""The shared array operations (``jaxstyle/ops.py``) against NumPy and their defining properties."""
+"""The shared array operations (``jaxstyle/nets/ops.py``) against NumPy and their defining properties."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from benchmarks.maxpool_ab import argmax_pool, onehot_unpool   # the argmax pool ops replaced
-from jaxstyle import ops
+from jaxstyle.nets import ops
 
 
 def test_resize_nearest_exact_double_is_nearest_repeat():

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxstyle import data, image_io
+from jaxstyle.io import image_io
+from jaxstyle.training import data
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 

@@ -3,7 +3,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import buckets, model, portrait, sharding
+from jaxstyle.checkpoints import loading
+from jaxstyle.nets import model
+from jaxstyle.program import buckets
+from jaxstyle.program import portrait
+from jaxstyle.program import sharding
 
 CFG = model.MODEL_CONFIGS["tiny"]
 
@@ -112,12 +116,14 @@ PADDED_MEAN_TOL = 0.14
 
 
 def test_padded_pair_matches_its_own_shape_inside_the_crop():
-  from jaxstyle import image_io, stylize_files, weights
+  from jaxstyle.io import image_io
+  from jaxstyle.app import request
+  from jaxstyle.io import weights
   try:
-    params, cfg = model.load(stylize_files.DEFAULT_WEIGHTS, ("transform", "decoder"))
+    params, cfg = loading.load(request.DEFAULT_WEIGHTS, ("transform", "decoder"))
   except weights.WeightsError as e:
     pytest.skip(f"shipped weights not usable here: {e}")
-  root = stylize_files.DEFAULT_WEIGHTS.parent / "examples"
+  root = request.DEFAULT_WEIGHTS.parent / "examples"
   c = image_io.load_image(root / "content" / "grace_hopper.jpg", 100)      # 100x85 → bucket 112x96
   s = image_io.load_image(root / "styles" / "great_wave.jpg", 96)          # 96x60 → bucket 96x96
   hw_c, hw_s = buckets.content_bucket(c.shape[:2]), buckets.style_bucket(s.shape[:2])

@@ -7,7 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxstyle import model, pretrained, torch_pickle, vgg
+from jaxstyle.checkpoints import pretrained
+from jaxstyle.checkpoints import torch_pickle
+from jaxstyle.nets import model
+from jaxstyle.nets import vgg
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "weights"
 

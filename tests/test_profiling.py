@@ -1,4 +1,4 @@
-"""jaxstyle.profiling: FLOPs counted the same on every backend, peak memory, device names."""
+"""jaxstyle.program.profiling: FLOPs counted the same on every backend, peak memory, device names."""
 import dataclasses
 import json
 import os
@@ -10,7 +10,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxstyle import model, portrait, profiling, sharding
+from jaxstyle.nets import model
+from jaxstyle.program import portrait
+from jaxstyle.program import profiling
+from jaxstyle.program import sharding
 
 
 class _NoBackendCostAnalysis:
@@ -114,7 +117,7 @@ def test_device_peak_is_the_largest_of_this_process_devices():
 
 PEAK_PROBE = """
 import gc, json, mmap
-from jaxstyle import profiling
+from jaxstyle.program import profiling
 
 class NoStats:
   process_index, platform = 0, "cpu"

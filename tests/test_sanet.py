@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import sanet
+from jaxstyle.nets import sanet
 
 
 def np_mvn(x):

@@ -14,16 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import checkpointing
-from jaxstyle import distributed
-from jaxstyle import encoder_weights
-from jaxstyle import model as model_lib
-from jaxstyle import reporting
-from jaxstyle import sanet_training as st
-from jaxstyle import sharding
-from jaxstyle import train_inputs
-from jaxstyle import training
-from jaxstyle import weights as weights_lib
+from jaxstyle.io import weights as weights_lib
+from jaxstyle.nets import model as model_lib
+from jaxstyle.program import sharding
+from jaxstyle.training import checkpointing
+from jaxstyle.training import distributed
+from jaxstyle.training import encoder_weights
+from jaxstyle.training import loop
+from jaxstyle.training import reporting
+from jaxstyle.training import sanet_training as st
+from jaxstyle.training import train_inputs
 from train.configs import sanet as sanet_configs
 
 TINY = dataclasses.replace(model_lib.MODEL_CONFIGS["tiny"], formulation="xla")
@@ -38,7 +38,7 @@ def fixed_batch(seed=0, b=2, hw=32):
 
 def new_state(hp=HP, seed=0):
   mesh = sharding.data_mesh()
-  _, init = training.abstract_train_state(lambda r: st.init_trainable(hp, r), st.make_optimizer(hp),
+  _, init = loop.abstract_train_state(lambda r: st.init_trainable(hp, r), st.make_optimizer(hp),
                                           jax.random.PRNGKey(seed), mesh)
   return init(jax.random.PRNGKey(seed))
 
@@ -107,7 +107,7 @@ def test_sample_grid_rows(frozen):
 def run_loop_from_checkpoint(workdir, frozen, batches, num_steps, stop_at=None, save_every=100):
   """run_loop over host batches; sends itself SIGTERM while fetching batch ``stop_at``."""
   mesh = sharding.data_mesh()
-  abstract, init = training.abstract_train_state(lambda r: st.init_trainable(HP, r),
+  abstract, init = loop.abstract_train_state(lambda r: st.init_trainable(HP, r),
                                                  st.make_optimizer(HP), jax.random.PRNGKey(0), mesh)
   ckpt = checkpointing.Checkpointer(workdir / "checkpoints", save_every=save_every, keep=2)
   state = ckpt.restore(abstract) or init(jax.random.PRNGKey(0))
@@ -120,8 +120,8 @@ def run_loop_from_checkpoint(workdir, frozen, batches, num_steps, stop_at=None, 
   writer = reporting.MetricWriter(workdir)
   try:
     with distributed.StopFlag() as stop:
-      state = training.run_loop(state, st.train_step, get_args,
-                                training.LoopConfig(num_steps=num_steps, global_batch=2, log_every=2),
+      state = loop.run_loop(state, st.train_step, get_args,
+                                loop.LoopConfig(num_steps=num_steps, global_batch=2, log_every=2),
                                 static={"hp": HP}, checkpointer=ckpt, writer=writer, stop=stop)
   finally:
     ckpt.close()
@@ -207,7 +207,11 @@ DATA_PARALLEL = textwrap.dedent("""
     import dataclasses, json
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_disable_most_optimizations", True)
-    from jaxstyle import encoder_weights, model as model_lib, sanet_training as st, sharding, training
+    from jaxstyle.training import encoder_weights
+    from jaxstyle.nets import model as model_lib
+    from jaxstyle.training import sanet_training as st
+    from jaxstyle.program import sharding
+    from jaxstyle.training import loop
     assert jax.device_count() == 4
     tiny = dataclasses.replace(model_lib.MODEL_CONFIGS["tiny"], formulation="xla")
     hp = st.Hparams(model=tiny, batch_size=4, crop=32)
@@ -221,7 +225,7 @@ DATA_PARALLEL = textwrap.dedent("""
     for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
       mesh = sharding.data_mesh(devices)
       with jax.set_mesh(mesh):
-        _, init = training.abstract_train_state(lambda r: st.init_trainable(hp, r), st.make_optimizer(hp),
+        _, init = loop.abstract_train_state(lambda r: st.init_trainable(hp, r), st.make_optimizer(hp),
                                                 jax.random.PRNGKey(0), mesh)
         fz = sharding.place_replicated(mesh, frozen)
         for kind, batch in (("host", sharding.place_batch(mesh, host)),

@@ -77,7 +77,9 @@ def test_peak_table_and_oom_detection():
 SHARDING_PROBE = """
 import json, re, jax, jax.numpy as jnp
 from experiments import scaling
-from jaxstyle import model, portrait, sharding
+from jaxstyle.nets import model
+from jaxstyle.program import portrait
+from jaxstyle.program import sharding
 cfg = model.MODEL_CONFIGS["tiny"]
 out = {}
 for n in (1, 2):

@@ -3,8 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import ops, segnet, vgg
-from jaxstyle.model import TINY
+from jaxstyle.nets import ops
+from jaxstyle.nets import segnet
+from jaxstyle.nets import vgg
+from jaxstyle.nets.model import TINY
 
 TINY_BLOCKS = TINY.encoder_blocks
 TINY_SKIP = TINY.segnet

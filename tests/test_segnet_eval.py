@@ -5,8 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxstyle import model, portrait, sharding
-from jaxstyle import segnet_eval
+from jaxstyle.nets import model
+from jaxstyle.program import portrait
+from jaxstyle.program import sharding
+from jaxstyle.training import segnet_eval
 
 from test_data import make_shared_data  # pylint: disable=g-bad-import-order
 

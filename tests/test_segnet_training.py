@@ -8,15 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import distributed
-from jaxstyle import encoder_weights
-from jaxstyle import model as model_lib
-from jaxstyle import sanet_training
-from jaxstyle import sharding
-from jaxstyle import segnet_eval
-from jaxstyle import segnet_training as sg
-from jaxstyle import training
-from jaxstyle import weights as weights_lib
+from jaxstyle.io import weights as weights_lib
+from jaxstyle.nets import model as model_lib
+from jaxstyle.program import sharding
+from jaxstyle.training import distributed
+from jaxstyle.training import encoder_weights
+from jaxstyle.training import loop
+from jaxstyle.training import sanet_training
+from jaxstyle.training import segnet_eval
+from jaxstyle.training import segnet_training as sg
 from train.configs import segnet as segnet_configs
 
 from test_data import make_shared_data  # pylint: disable=g-bad-import-order
@@ -38,7 +38,7 @@ def disks(n=4, hw=32, seed=0):
 def test_train_step_learns_and_keeps_the_encoder_frozen():
   hp = sg.Hparams(model=TINY, batch_size=4, crop=32, num_steps=40, lr=1e-2, warmup_steps=2)
   frozen = encoder_weights.frozen_encoder("random", TINY, 0)[0]
-  _, init = training.abstract_train_state(lambda r: sg.init_trainable(hp, r), sg.make_optimizer(hp),
+  _, init = loop.abstract_train_state(lambda r: sg.init_trainable(hp, r), sg.make_optimizer(hp),
                                           jax.random.PRNGKey(0), sharding.data_mesh())
   state = init(jax.random.PRNGKey(0))
   assert set(state.params) == {"segnet"} and set(state.opt_state[0].mu) == {"segnet"}

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from jaxstyle import sharding
+from jaxstyle.program import sharding
 
 
 def test_data_mesh_spans_all_or_the_given_devices():
@@ -37,7 +37,7 @@ def test_shard_batch_is_the_identity_without_a_mesh():
 
 FOUR_DEVICES = textwrap.dedent("""
     import jax, numpy as np
-    from jaxstyle import sharding
+    from jaxstyle.program import sharding
     assert jax.device_count() == 4
     mesh = sharding.data_mesh()
     assert sharding.local_batch_size(8, mesh) == 8       # one process feeds the whole global batch

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from jaxstyle.sheet import comparison_sheet
+from jaxstyle.io.sheet import comparison_sheet
 
 H, W, GAP = 32, 48, 4
 
@@ -70,8 +70,8 @@ def test_height_override_and_errors():
 
 
 def test_plain_panel_is_the_background_row_and_says_so():
-  from jaxstyle.portrait import Controls
-  from jaxstyle.sheet import sheet_panels
+  from jaxstyle.program.portrait import Controls
+  from jaxstyle.io.sheet import sheet_panels
   out = {k: np.full((H, W, 3), v, np.float32) for k, v in
          (("image", 0.1), ("background", 0.2), ("person", 0.3))}
   out["mask"] = np.zeros((H, W), np.float32)

@@ -1,4 +1,4 @@
-"""jaxstyle.torch_pickle against files written by real torch, and against malicious pickles."""
+"""jaxstyle.checkpoints.torch_pickle against files written by real torch, and against malicious pickles."""
 import io
 import os
 import pickle
@@ -9,8 +9,9 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from jaxstyle import torch_pickle, torch_unpickler
-from jaxstyle.torch_pickle import TorchFileError, UnsafePickleError
+from jaxstyle.checkpoints import torch_pickle
+from jaxstyle.checkpoints import torch_unpickler
+from jaxstyle.checkpoints.torch_pickle import TorchFileError, UnsafePickleError
 
 torch = pytest.importorskip("torch")
 

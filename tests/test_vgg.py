@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import vgg
-from jaxstyle.model import TINY
+from jaxstyle.nets import vgg
+from jaxstyle.nets.model import TINY
 
 
 def n_params(tree):
@@ -54,7 +54,8 @@ def compiled_hlo(fn, *args) -> str:
 
 def test_plain_program_computes_no_pool_indices():
   """The indices exist only where SegNet reads them: no int8 work and no argmax reduce without it."""
-  from jaxstyle import model, portrait  # pylint: disable=g-import-not-at-top
+  from jaxstyle.nets import model
+  from jaxstyle.program import portrait  # pylint: disable=g-import-not-at-top
   cfg = model.TINY
   params = model.param_shapes(cfg)
   image = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)

@@ -1,4 +1,4 @@
-"""jaxstyle.weights: the safetensors + MANIFEST.json weights folder."""
+"""jaxstyle.io.weights: the safetensors + MANIFEST.json weights folder."""
 import json
 import stat
 import subprocess
@@ -9,8 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxstyle import model, weights
-from jaxstyle.weights import WeightsError
+from jaxstyle.io import weights
+from jaxstyle.io.weights import WeightsError
+from jaxstyle.nets import model
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_folder_and_files_get_the_modes_of_new_ones_under_the_umask(tmp_path):
 import os
 os.umask(0o027)
 import numpy as np
-from jaxstyle import weights
+from jaxstyle.io import weights
 net = {{"params": {{"conv": {{"kernel": np.ones((3, 3), np.float32)}}}}}}
 weights.save({str(tmp_path / "w")!r}, {{"decoder": net}}, "tiny")
 weights.update({str(tmp_path / "w")!r}, {{"transform": net}}, "tiny")

@@ -7,7 +7,7 @@ library's ``train_and_evaluate(config, workdir)``.
 
 A refusal — a flag or config that does not parse, a missing data folder, a workdir that cannot be made,
 weights to start from that do not fit, a NaN stop — ends with one ``error: ...`` line and exit status 2;
-tracebacks only with ``--debug`` or ``JAXSTYLE_DEBUG=1`` (``jaxstyle.cli``). The flags are defined by
+tracebacks only with ``--debug`` or ``JAXSTYLE_DEBUG=1`` (``jaxstyle.io.cli``). The flags are defined by
 ``run``, so importing this module (or ``train``) defines none.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from jaxstyle import cli
+from jaxstyle.io import cli
 
 
 def define_flags() -> dict[str, flags.FlagHolder]:
@@ -58,7 +58,9 @@ def parse_flags(argv: list[str]) -> list[str]:
 def refusals() -> tuple[type[BaseException], ...]:
   """What a training run refuses with one line: bad configs and data (ValueError, OSError), weights
   that do not fit, non-finite metrics. Imported here, after flag parsing, as the trainers do."""
-  from jaxstyle import pretrained, reporting, weights  # pylint: disable=g-import-not-at-top
+  from jaxstyle.checkpoints import pretrained
+  from jaxstyle.training import reporting
+  from jaxstyle.io import weights  # pylint: disable=g-import-not-at-top
   return (ValueError, OSError, MemoryError, cli.UsageError, weights.WeightsError,
           pretrained.PretrainedError, reporting.NonFiniteError)
 
@@ -66,7 +68,7 @@ def refusals() -> tuple[type[BaseException], ...]:
 def start(argv: list[str], holders: dict[str, flags.FlagHolder], train_and_evaluate: Callable) -> int:
   if len(argv) > 1:
     raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from jaxstyle import distributed  # pylint: disable=g-import-not-at-top
+  from jaxstyle.training import distributed  # pylint: disable=g-import-not-at-top
   config = holders["config"].value
   config.to_dict()          # a config file that failed to load raises only when first used
   workdir = Path(holders["workdir"].value)

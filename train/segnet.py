@@ -1,8 +1,8 @@
 r"""Trains SegNet: ``python -m train.segnet --config train/configs/segnet.py[:variant] --workdir DIR``.
 
-See ``train/configs/segnet.py`` for the variants and ``jaxstyle/segnet_training.py`` for the method.
+See ``train/configs/segnet.py`` for the variants and ``jaxstyle/training/segnet_training.py`` for the method.
 """
-from jaxstyle import segnet_training
+from jaxstyle.training import segnet_training
 from train import main
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def base() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "model": "default",            # key of model.MODEL_CONFIGS
       "dtype": "float32",            # compute dtype ("bfloat16" on GPUs); params stay float32
-      "formulation": "auto",         # conv formulation (jaxstyle/conv.py)
+      "formulation": "auto",         # conv formulation (jaxstyle/nets/conv.py)
       # The frozen VGG-19: imagenet (the shipped weights) | imagenet_normalised | random (tests). Both
       # trainers exporting into one weights folder must use the same (encoder_weights.export_weights).
       "encoder": "imagenet",

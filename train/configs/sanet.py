@@ -1,4 +1,4 @@
-r"""SANet training configs (``jaxstyle/sanet_training.py``).
+r"""SANet training configs (``jaxstyle/training/sanet_training.py``).
 
 Variants (``--config train/configs/sanet.py:VARIANT``; extra ``key=value`` pairs after a comma override
 fields, e.g. ``:shared_data,crop=128,style.folders=styles+photos``; any field also with

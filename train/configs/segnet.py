@@ -1,4 +1,4 @@
-r"""SegNet (person mask) training configs (``jaxstyle/segnet_training.py``).
+r"""SegNet (person mask) training configs (``jaxstyle/training/segnet_training.py``).
 
 Variants (``--config train/configs/segnet.py:VARIANT[,key=value...]``, or ``--config.FIELD=VALUE``):
 
@@ -6,11 +6,11 @@ Variants (``--config train/configs/segnet.py:VARIANT[,key=value...]``, or ``--co
   portraits (``portraits/`` with their hand-drawn or shipped masks, MediaPipe teacher masks where none
   exists) and person-free ``photos/``, all resident on the device: 448 px shorter side, 384² crops with
   flips, half of them a person pasted on a photo at 0.5–2× scale, a tenth a photo alone, then colour,
-  blur, noise and JPEG noise (``jaxstyle/augment.py``); batch 16, Adam 3e-4 (100 warm-up steps, cosine to
+  blur, noise and JPEG noise (``jaxstyle/training/augment.py``); batch 16, Adam 3e-4 (100 warm-up steps, cosine to
   1%), BCE + Dice, 3000 steps (a reference run of this length, bfloat16 and without composites, trained at
   770 img/s in 134 s on one NVIDIA H200 on 2026-11-29: ``../shared/runs/README.md``). Every 250 steps:
   person IoU on a fixed 20% of the hand-drawn portraits (14 images) at 512 px through the CLI's path
-  (``jaxstyle/segnet_eval.py``), beside the MediaPipe teacher's (0.972 on the same masks).
+  (``jaxstyle/training/segnet_eval.py``), beside the MediaPipe teacher's (0.972 on the same masks).
 
       python -m train.segnet --config train/configs/segnet.py --workdir runs/segnet
 
@@ -33,7 +33,7 @@ import dataclasses
 
 import ml_collections
 
-from jaxstyle import augment
+from jaxstyle.training import augment
 from train.configs import common
 
 # photos/ (as listed in photos/SOURCES.tsv, 193 files) checked by eye on 2026-11-26: these show people
@@ -63,7 +63,7 @@ def default() -> ml_collections.ConfigDict:
   config.resize = 448                      # shorter side of the resident images
   config.crop = 384
   config.flip = True
-  # Composites and photometric noise (jaxstyle/augment.py AugmentConfig; portraits source only).
+  # Composites and photometric noise (jaxstyle/training/augment.py AugmentConfig; portraits source only).
   config.augment = ml_collections.ConfigDict(dataclasses.asdict(augment.AugmentConfig()))
   config.init_from = ""                    # a weights folder whose SegNet the run starts from
   config.lr = 3e-4

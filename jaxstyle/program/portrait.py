@@ -1,0 +1,235 @@
+"""The portrait style-transfer program (Berezin & Volkova): one pure function, one XLA program.
+
+    content ─ VGG ─┬─ SegNet decoder ─ sigmoid ─ feather ─────────────────────────────────┐ mask m
+                   ├─ relu4_1, relu5_1 ─┬─ sanet4_1, sanet5_1 (c, s): o_s   (computed once)  │
+    style ─── VGG ─┴─ relu4_1, relu5_1 ─┘  sanet4_1, sanet5_1 (c, c): o_c   (identity; only  │
+                                                                         if some α < 1)    │
+        region r ∈ {background, person}:  α_r·(W1_r·o4_s + W2_r·o5_s) + (1−α_r)·(o4_c + o5_c)     │
+                                           → merge conv → decoder (both regions in one batch) │
+                                           → m·person + (1−m)·background ◄────────────────────┘
+
+The content's VGG features are computed once and feed SegNet and both transfers (SegNet also reads
+smaller copies of the content, ``segment``); the attention of each SANet level is computed once per key
+set and shared by both regions, which differ only in (W1, W2, α).
+α = 0 gives SANet's identity transfer T(c, c), which the decoder is trained to reconstruct (the identity
+losses), so α trades style for content along what the decoder knows. ``mode="plain"`` is SANet as
+published (one region, no mask; W = (1, 1), α = 1 reproduces the published forward pass exactly).
+
+``stylize`` is the composition of small pure steps, each lowered on its own by
+``benchmarks/flop_breakdown.py``: ``encode`` → ``attend`` and ``identity_transfer`` → ``mix`` →
+``decode``; ``person_logits`` → ``blend``. Numeric controls (W1, W2, α per region) are traced
+arguments, so changing them never recompiles; the program compiles once per (shape, mode). Inputs
+padded into a shape bucket (``buckets.py``) pass their valid sizes (``stylize(sizes=...)``): SANet's
+statistics and attention keys then come from valid positions only and the mask is feathered at the
+valid size, so one program serves every picture of a bucket.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxstyle.io import image_io
+from jaxstyle.nets import ops
+from jaxstyle.nets.model import ModelConfig, Params, build
+from jaxstyle.nets.sanet import Transform, weigh
+from jaxstyle.program import sharding
+
+
+@dataclasses.dataclass(frozen=True)
+class Controls:
+  """Per-region style controls. Background: style-dominant; person: content-dominant.
+
+  ``Res = W1·sanet4_1 + W2·sanet5_1``: relu5_1 attention moves large, global structures of the style,
+  relu4_1 attention local texture. The person keeps the local texture but little of the global
+  re-arrangement, and α mixes it toward SANet's identity transfer T(c, c) (the content itself).
+  """
+  w1_background: float = 1.0
+  w2_background: float = 1.0
+  alpha_background: float = 1.0
+  w1_person: float = 1.0
+  w2_person: float = 0.2
+  alpha_person: float = 0.6
+
+  def as_array(self) -> np.ndarray:
+    """Rows (background, person) of (W1, W2, α)."""
+    return np.array([[self.w1_background, self.w2_background, self.alpha_background],
+                     [self.w1_person, self.w2_person, self.alpha_person]], np.float32)
+
+
+def person_logits(params: Params, cfg: ModelConfig, content: jax.Array, content_feats: dict) -> jax.Array:
+  """SegNet person logits ``[B, H, W]`` from the content's VGG features (the pass style transfer makes)."""
+  return build(cfg).segnet.apply(params["segnet"], content_feats, content.shape[1:3])
+
+
+def encode(params: Params, cfg: ModelConfig, images: jax.Array) -> dict[str, jax.Array]:
+  """VGG features (and SegNet's pooling indices) of RGB ``images`` in [0, 1]."""
+  return build(cfg).encoder.apply(params["encoder"], images)
+
+
+def valid_mask(image_hw: tuple[int, int], feat_hw: tuple[int, int], hw: jax.Array | None) -> jax.Array | None:
+  """``[B, h, w]`` True where a feature of a padded image (``image_hw``) lies in its valid corner ``hw``.
+
+  VGG's ceil-mode pools halve rounding up, so a feature is valid when it saw at least one valid pixel.
+  """
+  if hw is None:
+    return None
+  halvings = next(k for k in range(8) if ops.pooled_hw(image_hw, k + 1) == tuple(feat_hw))
+  for _ in range(halvings):
+    hw = (hw + 1) // 2
+  rows = jnp.arange(feat_hw[0]) < hw[:, :1]
+  cols = jnp.arange(feat_hw[1]) < hw[:, 1:]
+  return rows[:, :, None] & cols[:, None, :]
+
+
+def level_masks(content_hw, content_feats, style_hw, style_feats, sizes) -> tuple | None:
+  """Valid masks (c4, s4, c5, s5) for ``Transform.attend`` from ``sizes [B, 4]`` = (content h, w,
+  style h, w) of padded images of shapes ``content_hw`` / ``style_hw``; None when not padded."""
+  if sizes is None:
+    return None
+  return tuple(valid_mask(image_hw, feats[layer].shape[1:3], hw)
+               for layer in ("relu4_1", "relu5_1")
+               for image_hw, feats, hw in ((content_hw, content_feats, sizes[:, :2]),
+                                           (style_hw, style_feats, sizes[:, 2:])))
+
+
+def attend(params: Params, cfg: ModelConfig, content_feats: dict, style_feats: dict,
+           masks: tuple | None = None):
+  """(sanet4_1, sanet5_1 resized to relu4_1): the attention of content queries to style keys.
+
+  ``masks``: ``level_masks`` of padded inputs (statistics and keys from valid positions only).
+  """
+  return build(cfg).transform.apply(params["transform"], content_feats["relu4_1"], style_feats["relu4_1"],
+                                    content_feats["relu5_1"], style_feats["relu5_1"], masks,
+                                    method=Transform.attend)
+
+
+def identity_transfer(params: Params, cfg: ModelConfig, content_feats: dict, alpha: jax.Array,
+                      masks: tuple | None = None) -> jax.Array:
+  """SANet's identity transfer T(c, c) at W = (1, 1), ``[1, B, h, w, C]``; zeros when every α is 1.
+
+  α mixes toward it (``mix``); the decoder was trained to reconstruct it (identity losses), which raw
+  relu4_1 features are not. With α = 1 everywhere (plain SANet, the default background) it is
+  multiplied by 0, so ``lax.cond`` skips its attention: 8% of the plain program at 512², 35% at 2048².
+  """
+  def compute():
+    content_masks = None if masks is None else (masks[0], masks[0], masks[2], masks[2])
+    return weigh(*attend(params, cfg, content_feats, content_feats, content_masks), jnp.ones((1, 2)))
+
+  shape = jax.eval_shape(compute)
+  return jax.lax.cond(jnp.all(alpha == 1), lambda: jnp.zeros(shape.shape, shape.dtype), compute)
+
+
+def mix(params: Params, cfg: ModelConfig, stylised: tuple[jax.Array, jax.Array], identity: jax.Array,
+        controls: jax.Array) -> jax.Array:
+  """Per region r (rows of ``controls``): merge_conv(α_r·(W1_r·o4 + W2_r·o5) + (1 − α_r)·T(c, c))."""
+  weighted = weigh(*stylised, controls[:, :2])
+  alpha = controls[:, 2, None, None, None, None].astype(weighted.dtype)
+  return build(cfg).transform.apply(params["transform"], alpha * weighted + (1 - alpha) * identity,
+                                    method=Transform.merge)
+
+
+def decode(params: Params, cfg: ModelConfig, t: jax.Array, hw: tuple[int, int]) -> jax.Array:
+  """``[R, B, h, w, C]`` → images ``[R, B, H, W, 3]`` clipped to [0, 1], all regions in one batch.
+
+  Regions and batch share the decoder's batch axis batch-major, so a sharded batch stays sharded.
+  """
+  r = t.shape[0]
+  images = build(cfg).decoder.apply(params["decoder"], t.swapaxes(0, 1).reshape(-1, *t.shape[2:]), hw)
+  return jnp.clip(images.astype(jnp.float32), 0, 1).reshape(-1, r, *hw, 3).swapaxes(0, 1)
+
+
+def feather_mask(mask: jax.Array, feather: float, hw: jax.Array | None = None) -> jax.Array:
+  """``mask [B, H, W]`` blurred with σ = ``feather`` × the longer side: a soft edge for the blend.
+
+  ``hw [B, 2]``: the valid corner of each padded item, whose own longer side sets its σ.
+  """
+  longest = max(mask.shape[1:3])
+  if hw is None:
+    return ops.gaussian_blur(mask.astype(jnp.float32), feather * longest)
+  return ops.gaussian_blur(mask.astype(jnp.float32), feather * hw.max(axis=1), hw, feather * longest)
+
+
+def segment(params: Params, cfg: ModelConfig, content: jax.Array, feather: float,
+            content_feats: dict | None = None, hw: jax.Array | None = None) -> jax.Array:
+  """The person mask the program blends with: SegNet → sigmoid → feather, ``[B, H, W]`` in [0, 1].
+
+  SegNet reads the content's own VGG pass and, for each of ``cfg.segnet_sides`` shorter than the
+  content's longer side, an antialiased downscale (a VGG pass of its own); the logits, resized to the
+  content, are averaged. At 512 px the decoder's context (~200 px at relu5_1) does not cover a close
+  face, whose middle then reads as skin rather than person; at 192–256 px it does, while the full size
+  keeps the outline sharp (``docs/segnet.md`` has the IoU of each combination).
+  """
+  b, h, w = content.shape[:3]
+  if content_feats is None:
+    content_feats = encode(params, cfg, content)
+  logits = person_logits(params, cfg, content, content_feats)
+  sides = [side for side in cfg.segnet_sides if side < max(h, w)]
+  for side in sides:
+    small = jax.image.resize(content, (b, *image_io.longest_side_hw((h, w), side), 3), "linear", antialias=True)
+    small_logits = person_logits(params, cfg, small, encode(params, cfg, small))
+    logits = logits + jax.image.resize(small_logits, (b, h, w), "linear")
+  return feather_mask(jax.nn.sigmoid(logits / (1 + len(sides))), feather, hw)
+
+
+def blend(mask: jax.Array, images: jax.Array) -> jax.Array:
+  """mask·person + (1 − mask)·background for ``images`` = (background, person)."""
+  return mask[..., None] * images[1] + (1 - mask[..., None]) * images[0]
+
+
+def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.Array,
+            mask: jax.Array | None = None, *, sizes: jax.Array | None = None, cfg: ModelConfig,
+            mode: str = "portrait", feather: float = 0.01, keep_color: bool = False) -> dict[str, jax.Array]:
+  """Stylises ``content [B, H, W, 3]`` with ``style [B, Hs, Ws, 3]`` (both RGB in [0, 1]).
+
+  ``controls`` is ``Controls.as_array()``; ``mask [B, H, W]`` in [0, 1] replaces SegNet when given;
+  ``feather`` is the Gaussian σ of the mask edge as a fraction of the longer image side.
+  ``sizes [B, 4]`` (content h, w, style h, w): the valid top-left corners of inputs padded into a
+  shape bucket (``buckets.py``); only valid positions give SANet statistics and attention keys, and the
+  mask's feather is that of the valid size. Outputs keep the padded shape: crop them to ``sizes``.
+  Returns ``image`` and, in portrait mode, ``mask``, ``background`` and ``person`` (all [0, 1]).
+  """
+  if mode not in ("portrait", "plain"):
+    raise ValueError(f"mode must be 'portrait' or 'plain', not {mode!r}")
+  hw = content.shape[1:3]
+  content_feats = encode(params, cfg, content)
+  style_feats = encode(params, cfg, style)
+  masks = level_masks(hw, content_feats, style.shape[1:3], style_feats, sizes)
+  controls = controls[:2 if mode == "portrait" else 1].astype(jnp.float32)
+  identity = identity_transfer(params, cfg, content_feats, controls[:, 2], masks)
+  t = mix(params, cfg, attend(params, cfg, content_feats, style_feats, masks), identity, controls)
+  images = decode(params, cfg, t, hw)
+  if keep_color:
+    images = jnp.clip(ops.preserve_color(images, content.astype(jnp.float32)[None]), 0, 1)
+  if mode == "plain":
+    return {"image": images[0]}
+  content_hw = None if sizes is None else sizes[:, :2]
+  if mask is None:
+    mask = segment(params, cfg, content, feather, content_feats, content_hw)
+  else:
+    mask = feather_mask(mask, feather, content_hw)
+  return {"image": blend(mask, images), "mask": mask, "background": images[0], "person": images[1]}
+
+
+def make_program(cfg: ModelConfig, mesh: jax.sharding.Mesh, *, mode: str = "portrait",
+                 feather: float = 0.01, keep_color: bool = False, with_sizes: bool = False,
+                 with_mask: bool = False):
+  """``stylize`` jitted as one program, batch-parallel over the mesh's ``data`` axis.
+
+  Positional arguments: ``(params, content, style, controls[, sizes][, mask])``, ``sizes`` and
+  ``mask`` present when ``with_sizes`` / ``with_mask`` (``stylize``). Params and controls are
+  replicated; content, style, sizes, mask and every output are sharded on the batch axis, whose size
+  must be a multiple of the mesh size.
+  """
+  batch, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+  fn = functools.partial(stylize, cfg=cfg, mode=mode, feather=feather, keep_color=keep_color)
+  extras = ("sizes",) * with_sizes + ("mask",) * with_mask
+
+  def program(params, content, style, controls, *rest):
+    return fn(params, content, style, controls, **dict(zip(extras, rest)))
+
+  return jax.jit(program, in_shardings=(replicated, batch, batch, replicated) + (batch,) * len(extras),
+                 out_shardings=batch)
