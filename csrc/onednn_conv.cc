@@ -1,51 +1,27 @@
-// Stride-1 2-D convolutions on oneDNN, as XLA FFI handlers: what `jaxstyle/nets/onednn_conv.py` calls
-// from inside a jitted program, so the program stays one XLA executable while its convolutions run on
-// the CPU's bf16 matrix units (AMX, AVX512-BF16), which XLA:CPU itself does not use for convolutions.
+// Stride-1 2-D convolutions on oneDNN as XLA FFI handlers (jaxstyle/nets/onednn.py: `conv2d`), so
+// the program stays one XLA executable while its convolutions run on the CPU's bf16 matrix units
+// (AMX, AVX512-BF16), which XLA:CPU does not use for convolutions.
 //
 // Activations are NHWC, weights HWIO, as in jaxstyle; zero padding is given per side (reflection is
-// done by the caller). bf16 or f32 in, f32 accumulation, the output in the input's type. Handlers:
-//   jaxstyle_onednn_conv            y  = relu?(conv(x, w) + b)
+// the caller's). bf16 or f32 in, f32 accumulation, the output in the input's type. Handlers:
+//   jaxstyle_onednn_conv             y  = relu?(conv(x, w) + b), bias and ReLU fused into the kernel
 //   jaxstyle_onednn_conv_bwd_weights dw = the kernel's gradient of conv(x, ·) against dy
-// (the input's gradient is a forward convolution of dy with the flipped kernel: the Python side.)
-//
-// Primitives are built once per shape (a JIT-compiled kernel each) and kept. Every call takes one
-// global lock: oneDNN runs each call on an OpenMP team as wide as the machine, and two at once would
-// put twice as many threads as cores on it.
-#include <Python.h>
-
+// (the input's gradient is a forward convolution of dy with the flipped kernel: the Python side).
+// Weights are reordered into the kernel's preferred blocked layout on every call: the reorder costs
+// well under 1% of a convolution here (docs/scaling.md), and params change between training steps.
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <sstream>
 #include <string>
 
-#include "oneapi/dnnl/dnnl.hpp"
-#include "xla/ffi/api/ffi.h"
+#include "onednn.h"
 
 namespace ffi = xla::ffi;
 
+namespace jaxstyle {
 namespace {
 
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
-
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-std::mutex& CallLock() {
-  static std::mutex lock;
-  return lock;
-}
-
-bool OneDnnType(ffi::DataType type, dt* out) {
-  if (type == ffi::DataType::BF16) *out = dt::bf16;
-  else if (type == ffi::DataType::F32) *out = dt::f32;
-  else return false;
-  return true;
-}
 
 // One convolution problem: NHWC input [n, h, w, c], HWIO kernel [kh, kw, c, d], zero pads per side.
 struct Problem {
@@ -95,14 +71,6 @@ struct BackwardWeights {
   dnnl::memory computed;
 };
 
-template <typename T>
-T& Cached(const std::string& key, T (*make)(const Problem&, dt), const Problem& p, dt extra) {
-  static std::map<std::string, std::unique_ptr<T>> cache;
-  auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, std::make_unique<T>(make(p, extra))).first;
-  return *it->second;
-}
-
 Forward MakeForward(const Problem& p, dt bias_type) {
   auto pd = ForwardDesc(p, bias_type, dnnl::prop_kind::forward_inference);
   Forward f{dnnl::convolution_forward(pd), p.weights(p.type, tag::hwio), {}, {}};
@@ -151,7 +119,7 @@ ffi::Error ConvImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b, ffi::R
     return ffi::Error::InvalidArgument("onednn conv: input, kernel and output types differ");
   try {
     std::lock_guard<std::mutex> hold(CallLock());
-    Forward& f = Cached<Forward>(p.Key("fwd", bias_type), MakeForward, p, bias_type);
+    Forward& f = Cached<Forward>(p.Key("fwd", bias_type), [&] { return MakeForward(p, bias_type); });
     dnnl::stream stream(Engine());
     dnnl::memory weights(f.user_weights, Engine(), w.untyped_data());
     if (f.packed) {
@@ -179,8 +147,8 @@ ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<
     return ffi::Error::InvalidArgument("onednn conv backward: unsupported types");
   try {
     std::lock_guard<std::mutex> hold(CallLock());
-    BackwardWeights& bw = Cached<BackwardWeights>(p.Key("bwd_w", grad_type), MakeBackwardWeights, p,
-                                                  grad_type);
+    BackwardWeights& bw = Cached<BackwardWeights>(p.Key("bwd_w", grad_type),
+                                                  [&] { return MakeBackwardWeights(p, grad_type); });
     dnnl::stream stream(Engine());
     dnnl::memory out(bw.user_weights, Engine(), dw->untyped_data());
     bw.conv.execute(stream, {{DNNL_ARG_SRC, dnnl::memory(p.src(), Engine(), x.untyped_data())},
@@ -196,7 +164,18 @@ ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxstyleOnednnConv, ConvImpl,
+std::string ConvImplementation(dt type, int64_t h, int64_t w, int64_t c, int64_t d, int64_t k) {
+  Problem p{type, 1, h, w, c, d, k, k, k / 2, k / 2, k / 2, k / 2, false};
+  try {
+    return ForwardDesc(p, type, dnnl::prop_kind::forward_inference).impl_info_str();
+  } catch (const dnnl::error&) {
+    return "";
+  }
+}
+
+}  // namespace jaxstyle
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxstyleOnednnConv, jaxstyle::ConvImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
@@ -208,7 +187,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxstyleOnednnConv, ConvImpl,
                                   .Attr<int64_t>("pad_right")
                                   .Attr<bool>("relu"));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxstyleOnednnConvBwdWeights, BackwardWeightsImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxstyleOnednnConvBwdWeights, jaxstyle::BackwardWeightsImpl,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
@@ -217,66 +196,3 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxstyleOnednnConvBwdWeights, BackwardWeightsImpl,
                                   .Attr<int64_t>("pad_bottom")
                                   .Attr<int64_t>("pad_left")
                                   .Attr<int64_t>("pad_right"));
-
-// ---- The Python module: the handlers as capsules for jax.ffi, and what the CPU offers. ----
-
-namespace {
-
-PyObject* Handlers(PyObject*, PyObject*) {
-  PyObject* out = PyDict_New();
-  auto add = [&](const char* name, void* fn) {
-    PyObject* capsule = PyCapsule_New(fn, nullptr, nullptr);
-    PyDict_SetItemString(out, name, capsule);
-    Py_DECREF(capsule);
-  };
-  add("jaxstyle_onednn_conv", reinterpret_cast<void*>(JaxstyleOnednnConv));
-  add("jaxstyle_onednn_conv_bwd_weights", reinterpret_cast<void*>(JaxstyleOnednnConvBwdWeights));
-  return out;
-}
-
-const char* IsaName(dnnl::cpu_isa isa) {
-  switch (isa) {
-    case dnnl::cpu_isa::sse41: return "sse41";
-    case dnnl::cpu_isa::avx: return "avx";
-    case dnnl::cpu_isa::avx2: return "avx2";
-    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
-    case dnnl::cpu_isa::avx2_vnni_2: return "avx2_vnni_2";
-    case dnnl::cpu_isa::avx512_core: return "avx512_core";
-    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_fp16: return "avx512_core_fp16";
-    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
-    case dnnl::cpu_isa::avx512_core_amx_fp16: return "avx512_core_amx_fp16";
-    default: return "unknown";
-  }
-}
-
-PyObject* CpuIsa(PyObject*, PyObject*) { return PyUnicode_FromString(IsaName(dnnl::get_effective_cpu_isa())); }
-
-// implementation(dtype, n, h, w, c, d, k): the name of the kernel oneDNN picks for that zero-padded
-// k×k forward convolution ("brgconv:avx512_core_amx", ...), or None where it has none for the type.
-PyObject* Implementation(PyObject*, PyObject* args) {
-  const char* type_name;
-  long long n, h, w, c, d, k;
-  if (!PyArg_ParseTuple(args, "sLLLLLL", &type_name, &n, &h, &w, &c, &d, &k)) return nullptr;
-  dt type = std::string(type_name) == "bfloat16" ? dt::bf16 : dt::f32;
-  Problem p{type, n, h, w, c, d, k, k, k / 2, k / 2, k / 2, k / 2, false};
-  try {
-    return PyUnicode_FromString(ForwardDesc(p, type, dnnl::prop_kind::forward_inference).impl_info_str());
-  } catch (const dnnl::error&) {
-    Py_RETURN_NONE;
-  }
-}
-
-PyMethodDef kMethods[] = {
-    {"handlers", Handlers, METH_NOARGS, "FFI handler capsules by target name."},
-    {"cpu_isa", CpuIsa, METH_NOARGS, "The instruction set oneDNN dispatches to on this CPU."},
-    {"implementation", Implementation, METH_VARARGS, "oneDNN's kernel for a k x k convolution."},
-    {nullptr, nullptr, 0, nullptr}};
-
-PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_onednn_conv", "oneDNN convolutions for jax.ffi.", -1,
-                       kMethods};
-
-}  // namespace
-
-PyMODINIT_FUNC PyInit__onednn_conv() { return PyModule_Create(&kModule); }
