@@ -94,24 +94,25 @@ BackwardWeights MakeBackwardWeights(const Problem& p, dt grad_type) {
   return b;
 }
 
-ffi::Error Describe(const ffi::AnyBuffer& x, ffi::Span<const int64_t> kernel, int64_t top,
-                    int64_t bottom, int64_t left, int64_t right, bool relu, Problem* p) {
+ffi::Error Describe(const ffi::AnyBuffer& x, ffi::Span<const int64_t> kernel, ffi::Span<const int64_t> pads,
+                    bool relu, Problem* p) {
   dt type;
   if (!OneDnnType(x.element_type(), &type))
     return ffi::Error::InvalidArgument("onednn conv: the input must be bfloat16 or float32");
   auto xd = x.dimensions();
-  if (xd.size() != 4 || kernel.size() != 4)
-    return ffi::Error::InvalidArgument("onednn conv: expected NHWC input and HWIO kernel");
-  *p = Problem{type, xd[0], xd[1], xd[2], xd[3], kernel[3], kernel[0], kernel[1], top, bottom, left, right, relu};
+  if (xd.size() != 4 || kernel.size() != 4 || pads.size() != 4)
+    return ffi::Error::InvalidArgument("onednn conv: expected NHWC input, HWIO kernel and 4 pads");
+  *p = Problem{type, xd[0], xd[1], xd[2], xd[3], kernel[3], kernel[0], kernel[1], pads[0], pads[1], pads[2],
+               pads[3], relu};
   if (kernel[2] != p->c || p->oh() < 1 || p->ow() < 1)
     return ffi::Error::InvalidArgument("onednn conv: kernel, input and padding do not fit");
   return ffi::Error::Success();
 }
 
 ffi::Error ConvImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> y,
-                    int64_t top, int64_t bottom, int64_t left, int64_t right, bool relu) {
+                    ffi::Span<const int64_t> pads, bool relu) {
   Problem p;
-  if (auto error = Describe(x, w.dimensions(), top, bottom, left, right, relu, &p); error.failure())
+  if (auto error = Describe(x, w.dimensions(), pads, relu, &p); error.failure())
     return error;
   dt bias_type;
   if (w.element_type() != x.element_type() || y->element_type() != x.element_type() ||
@@ -138,9 +139,9 @@ ffi::Error ConvImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b, ffi::R
 }
 
 ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi::AnyBuffer> dw,
-                               int64_t top, int64_t bottom, int64_t left, int64_t right) {
+                               ffi::Span<const int64_t> pads) {
   Problem p;
-  if (auto error = Describe(x, dw->dimensions(), top, bottom, left, right, false, &p); error.failure())
+  if (auto error = Describe(x, dw->dimensions(), pads, false, &p); error.failure())
     return error;
   dt grad_type;
   if (dy.element_type() != x.element_type() || !OneDnnType(dw->element_type(), &grad_type))
@@ -181,10 +182,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxstyleOnednnConv, jaxstyle::ConvImpl,
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
-                                  .Attr<int64_t>("pad_top")
-                                  .Attr<int64_t>("pad_bottom")
-                                  .Attr<int64_t>("pad_left")
-                                  .Attr<int64_t>("pad_right")
+                                  .Attr<ffi::Span<const int64_t>>("pads")   // top, bottom, left, right
                                   .Attr<bool>("relu"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxstyleOnednnConvBwdWeights, jaxstyle::BackwardWeightsImpl,
@@ -192,7 +190,4 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxstyleOnednnConvBwdWeights, jaxstyle::BackwardWe
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
-                                  .Attr<int64_t>("pad_top")
-                                  .Attr<int64_t>("pad_bottom")
-                                  .Attr<int64_t>("pad_left")
-                                  .Attr<int64_t>("pad_right"));
+                                  .Attr<ffi::Span<const int64_t>>("pads"));

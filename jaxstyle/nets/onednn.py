@@ -88,10 +88,6 @@ def conv_implementation(dtype, h: int, w: int, c: int, d: int, k: int = 3) -> st
   return None if module is None else module.conv_implementation(jnp.dtype(dtype).name, h, w, c, d, k)
 
 
-def _pads(pads: tuple[int, int, int, int]) -> dict[str, np.int64]:
-  return {name: np.int64(p) for name, p in zip(("pad_top", "pad_bottom", "pad_left", "pad_right"), pads)}
-
-
 def conv2d(x: jax.Array, kernel: jax.Array, pads: tuple[int, int, int, int], bias: jax.Array | None = None,
            relu: bool = False) -> jax.Array:
   """``relu?(conv(x, kernel) + bias)``: stride 1, NHWC ``x``, HWIO ``kernel`` of ``x``'s dtype (bfloat16
@@ -107,7 +103,7 @@ def _conv_forward(x, kernel, bias, pads, relu):
   b, h, w, _ = x.shape
   out = jax.ShapeDtypeStruct((b, h + pads[0] + pads[1] - kh + 1, w + pads[2] + pads[3] - kw + 1, d), x.dtype)
   _module()
-  return jax.ffi.ffi_call("jaxstyle_onednn_conv", out)(x, kernel, bias, relu=relu, **_pads(pads))
+  return jax.ffi.ffi_call("jaxstyle_onednn_conv", out)(x, kernel, bias, pads=np.asarray(pads, np.int64), relu=relu)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -130,7 +126,7 @@ def _conv2d_bwd(pads, relu, residuals, dy):
   flipped = kernel[::-1, ::-1].swapaxes(2, 3)
   dx = conv2d(dy.astype(x.dtype), flipped, (kh - 1 - top, kh - 1 - bottom, kw - 1 - left, kw - 1 - right))
   dk = jax.ffi.ffi_call("jaxstyle_onednn_conv_bwd_weights", jax.ShapeDtypeStruct(kernel.shape, jnp.float32))(
-      x, dy.astype(x.dtype), **_pads(pads))
+      x, dy.astype(x.dtype), pads=np.asarray(pads, np.int64))
   db = dy.astype(jnp.float32).sum(axis=(0, 1, 2))
   return dx, dk.astype(kernel.dtype), db.astype(bias.dtype)
 
