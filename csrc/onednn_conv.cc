@@ -7,8 +7,9 @@
 //   jaxstyle_onednn_conv             y  = relu?(conv(x, w) + b), bias and ReLU fused into the kernel
 //   jaxstyle_onednn_conv_bwd_weights dw = the kernel's gradient of conv(x, ·) against dy
 // (the input's gradient is a forward convolution of dy with the flipped kernel: the Python side).
-// Weights are reordered into the kernel's preferred blocked layout on every call: the reorder costs
-// well under 1% of a convolution here (docs/scaling.md), and params change between training steps.
+// Weights are reordered into the kernel's preferred blocked layout on every call, as PyTorch's eager
+// mode does: params are arguments of the program (they change every training step), so no layout
+// can be prepared once outside it; docs/scaling.md §9 measures what the reorders cost.
 #include <cstdint>
 #include <sstream>
 #include <string>
