@@ -16,8 +16,9 @@ use. ``unavailable()`` says in one line why it cannot be used (not built, oneDNN
 backend); ``cpu_isa()`` is the instruction set oneDNN dispatches to at run time and
 ``has_bf16_units()`` whether it has bf16 dot products, the condition for ``conv.py``'s ``"auto"``.
 
-Threads: every call holds one lock and runs on oneDNN's OpenMP team (one thread per core); XLA's pool
-calls in from one of its threads, so the two never put more busy threads than cores on the machine.
+Threads: every call holds one process-wide lock and runs on oneDNN's OpenMP team (one thread per core),
+whose master is the XLA pool thread that made the call: two calls XLA could run at once (the content and
+style VGG passes) never put two teams on the cores (docs/scaling.md §9 measures the thread settings).
 """
 from __future__ import annotations
 
