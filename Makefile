@@ -8,7 +8,7 @@ DEMO_SIZE ?= 256
 
 .PHONY: setup setup-test demo test bench clean
 
-$(VENV)/.base: pyproject.toml
+$(VENV)/.base: pyproject.toml CMakeLists.txt $(wildcard csrc/*)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .

@@ -37,9 +37,8 @@ class Decoder(nn.Module):
     x = x.astype(self.dtype)
     upsample = False
     for i, (name, features, upsample_after) in enumerate(self.layers):
-      x = conv(features, name=name)(x, upsample=upsample)    # the ×2 upsample rides with the next conv
-      if i < len(self.layers) - 1:
-        x = nn.relu(x)
+      # The ×2 upsample rides with the next conv; every conv but the last one has a ReLU.
+      x = conv(features, relu=i < len(self.layers) - 1, name=name)(x, upsample=upsample)
       upsample = upsample_after
     if upsample:
       x = upsample2x(x)

@@ -12,7 +12,9 @@ up to 1024² images, 1024 at 2048² (``docs/scaling.md`` has the compiled progra
 are Flax module fields (``ModelConfig.attention_chunk`` / ``attention_max_scores``);
 ``model.unchunked`` lifts them for FLOP counting, as XLA's cost analysis counts the body of the
 chunk loop once. Each chunk is
-``jax.nn.dot_product_attention`` with ``scale=1``, so XLA fuses softmax and both matmuls per chunk.
+``jax.nn.dot_product_attention`` with ``scale=1``, so XLA fuses softmax and both matmuls per chunk;
+with the ``"onednn"`` conv formulation (bf16 on CPUs with bf16 units) the two products run on oneDNN
+instead (``onednn.matmul``) and the softmax, in float32, stays with XLA.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from jaxstyle.nets.conv import Conv
+from jaxstyle.nets import onednn
+from jaxstyle.nets.conv import Conv, resolve_formulation
 from jaxstyle.nets.ops import mean_variance_norm, resize_nearest
 
 # Most attention scores (query × key pairs) one image holds at a time: 2**26 floats = 256 MiB in f32.
@@ -34,17 +37,30 @@ def query_chunk(n_keys: int, chunk: int = 4096, max_scores: int = MAX_SCORES) ->
   return max(min(chunk, max_scores // n_keys), min(chunk, 128))
 
 
+def attention_onednn(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+  """softmax(q kᵀ) v of ``[B, N, C]`` arrays with both products on oneDNN, the scores in float32."""
+  scores = onednn.matmul(q, k, transpose_b=True, out_dtype=jnp.float32)
+  if key_mask is not None:
+    scores = jnp.where(key_mask[:, None, :], scores, jnp.finfo(jnp.float32).min)
+  return onednn.matmul(jax.nn.softmax(scores, axis=-1).astype(v.dtype), v)
+
+
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, chunk: int = 4096,
-              max_scores: int = MAX_SCORES, key_mask: jax.Array | None = None) -> jax.Array:
+              max_scores: int = MAX_SCORES, key_mask: jax.Array | None = None,
+              formulation: str = "auto") -> jax.Array:
   """softmax(q kᵀ) v over ``[B, N, C]`` arrays, scale 1, in query chunks (``query_chunk``).
 
   ``key_mask [B, N_keys]`` (True = valid): masked keys get no attention weight (padding of a bucket).
+  ``formulation``: the conv formulation; ``"onednn"`` puts both products on oneDNN.
   """
   b, n, c = q.shape
   chunk = query_chunk(k.shape[1], chunk, max_scores)
   mask = None if key_mask is None else key_mask[:, None, None, :]
-  attend = lambda qc: jax.nn.dot_product_attention(
-      qc[:, :, None, :], k[:, :, None, :], v[:, :, None, :], mask=mask, scale=1.0)[:, :, 0, :]
+  if resolve_formulation(formulation, q.dtype) == "onednn":
+    attend = lambda qc: attention_onednn(qc, k, v, key_mask)
+  else:
+    attend = lambda qc: jax.nn.dot_product_attention(
+        qc[:, :, None, :], k[:, :, None, :], v[:, :, None, :], mask=mask, scale=1.0)[:, :, 0, :]
   if n <= chunk:
     return attend(q)
   n_chunks = -(-n // chunk)
@@ -74,7 +90,8 @@ class SANet(nn.Module):
     b, hc, wc, c = f.shape
     flat = lambda x: x.reshape(x.shape[0], -1, x.shape[-1])
     keys = None if style_mask is None else style_mask.reshape(b, -1)
-    o = attention(flat(f), flat(g), flat(h), self.chunk, self.max_scores, keys).reshape(b, hc, wc, c)
+    o = attention(flat(f), flat(g), flat(h), self.chunk, self.max_scores, keys,
+                  self.formulation).reshape(b, hc, wc, c)
     return conv1x1(name="out_conv")(o) + content.astype(self.dtype)
 
 

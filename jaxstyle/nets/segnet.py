@@ -116,8 +116,6 @@ class SegNetDecoder(nn.Module):
       if level in skips:
         x = SkipFusion(self.dtype, name=f"skip{level}")(x, features[skips[level]])
       for i, width in enumerate(widths):
-        x = conv(width, name=f"unpool{level}_conv{i + 1}")(x)
-        if s == n_stages - 1 and i == len(widths) - 1:
-          break
-        x = nn.relu(x)
+        last = s == n_stages - 1 and i == len(widths) - 1   # the logits: no ReLU
+        x = conv(width, relu=not last, name=f"unpool{level}_conv{i + 1}")(x)
     return x[..., 0].astype(jnp.float32)

@@ -75,7 +75,7 @@ class VGG(nn.Module):
         if self.depth == f"pool{b - 1}":
           return out
       for i, features in enumerate(block, start=1):
-        x = nn.relu(conv(features, name=f"conv{b}_{i}")(x))
+        x = conv(features, relu=True, name=f"conv{b}_{i}")(x)
         out[f"relu{b}_{i}"] = x
         if self.depth == f"relu{b}_{i}":
           return out

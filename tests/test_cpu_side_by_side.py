@@ -1,0 +1,39 @@
+"""benchmarks/cpu_side_by_side.py's bookkeeping: the CSV the issue reads, merged across runs; its SSIM."""
+import csv
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from benchmarks import cpu_side_by_side as cbs  # noqa: E402
+
+
+def row(program, size, dtype, ms):
+  return {"program": program, "size": size, "batch": 1, "dtype": dtype, "jax_ms": ms, "torch_eager_ms": 2 * ms,
+          "cpu": "a CPU", "isa": "an ISA"}
+
+
+def test_csv_has_the_issue_columns_and_keeps_rows_of_other_runs(tmp_path):
+  path = tmp_path / "cpu_side_by_side.csv"
+  cbs.write_csv(path, [row("portrait", 512, "bfloat16", 9.0), row("plain", 512, "float32", 8.0)])
+  cbs.write_csv(path, [row("plain", 1024, "float32", 7.0), row("plain", 512, "float32", 6.0)])
+  with path.open() as f:
+    reader = csv.DictReader(f)
+    rows = list(reader)
+  assert tuple(reader.fieldnames) == ("program", "size", "batch", "dtype", "jax_ms", "torch_eager_ms", "cpu", "isa")
+  assert [(r["program"], r["size"], r["dtype"], r["jax_ms"]) for r in rows] == [
+      ("plain", "512", "float32", "6.0"), ("plain", "1024", "float32", "7.0"), ("portrait", "512", "bfloat16", "9.0")]
+
+
+def test_ssim_is_one_for_equal_images_and_drops_with_noise():
+  rng = np.random.default_rng(0)
+  a = rng.uniform(size=(32, 40)).astype(np.float32)
+  assert cbs.ssim(a, a) == pytest.approx(1.0)
+  noisy = lambda sigma: np.clip(a + rng.normal(0, sigma, a.shape), 0, 1)
+  assert cbs.ssim(a, noisy(0.3)) < cbs.ssim(a, noisy(0.1)) < 0.99
+
+
+def test_cpu_description_names_the_model_and_bf16_flags():
+  text = cbs.cpu_description()
+  assert "cores" in text and ("bf16" in text or "no bf16 flags" in text)

@@ -1,0 +1,205 @@
+"""The oneDNN kernels (``jaxstyle/nets/onednn.py``, ``csrc/``) equal XLA's formulations, forward and backward;
+``"auto"`` picks them exactly for bf16 on CPUs with bf16 units; without the extension the program falls back.
+
+bf16 results are held to the lax formulation computed in float32 on the same bf16-rounded inputs: oneDNN
+accumulates in float32 and rounds once, so the error is the output's own rounding (2⁻⁸ relative) plus
+summation order. oneDNN has bf16 kernels from AVX-512 on (emulated below AVX512-BF16); on an AVX2-only
+CPU its bf16 cases skip and the float32 ones, the ISA and the fallback tests still run (checked here with
+``ONEDNN_MAX_CPU_ISA=AVX2``).
+"""
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxstyle.nets import conv as conv_lib
+from jaxstyle.nets import decoder as decoder_lib
+from jaxstyle.nets import onednn
+from jaxstyle.nets import sanet
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_extension = pytest.mark.skipif(onednn.unavailable() is not None,
+                                     reason=f"oneDNN kernels not in use: {onednn.unavailable()}")
+needs_bf16 = pytest.mark.skipif(onednn.conv_implementation(jnp.bfloat16, 8, 8, 16, 16) is None,
+                                reason="oneDNN has no bf16 kernels for this CPU (below AVX-512)")
+DTYPES = [jnp.float32, pytest.param(jnp.bfloat16, marks=needs_bf16)]
+TOL = {jnp.float32: 1e-5, jnp.bfloat16: 1.5e-2}
+
+
+def rel_err(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return np.abs(a - b).max() / np.abs(b).max()
+
+
+def draw(shape, dtype, seed):
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32).astype(dtype)
+
+
+def lax_conv(x, kernel, pads):
+  return jax.lax.conv_general_dilated(x.astype(jnp.float32), kernel.astype(jnp.float32), (1, 1),
+                                      (pads[:2], pads[2:]), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@needs_extension
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k, pads, shape", [(3, (1, 1, 1, 1), (7, 9, 16, 8)), (3, (0, 0, 0, 0), (6, 5, 3, 20)),
+                                             (2, (0, 1, 1, 0), (5, 6, 8, 12)), (1, (0, 0, 0, 0), (4, 4, 32, 16))])
+def test_conv2d_with_bias_and_relu_equals_lax(dtype, k, pads, shape):
+  h, w, c, d = shape
+  x, kernel, bias = draw((2, h, w, c), dtype, 0), draw((k, k, c, d), dtype, 1), draw((d,), jnp.float32, 2)
+  got = jax.jit(onednn.conv2d, static_argnums=(2, 4))(x, kernel, pads, bias, True)
+  want = jax.nn.relu(lax_conv(x, kernel, pads) + bias)
+  assert got.dtype == dtype and got.shape == want.shape
+  assert rel_err(got, want) <= TOL[dtype]
+  assert float(jnp.min(got)) == 0.0   # the ReLU ran
+
+
+@needs_extension
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_gradients_equal_lax(dtype):
+  x, kernel, bias = draw((2, 6, 5, 8), dtype, 3), draw((3, 3, 8, 4), dtype, 4), draw((4,), jnp.float32, 5)
+  pads = (0, 2, 1, 0)
+  loss = lambda y: jnp.sum(jnp.sin(y.astype(jnp.float32)))
+  got = jax.grad(lambda *a: loss(onednn.conv2d(a[0], a[1], pads, a[2], relu=True)), argnums=(0, 1, 2))(x, kernel, bias)
+  want = jax.grad(lambda *a: loss(jax.nn.relu(lax_conv(a[0], a[1], pads) + a[2]).astype(dtype)),
+                  argnums=(0, 1, 2))(x, kernel, bias)
+  for g, w in zip(got, want):
+    assert g.dtype == w.dtype
+    # bf16: the cotangents themselves are rounded to bf16 before the products, as in PyTorch's bf16.
+    assert rel_err(g, w) <= (1e-5 if dtype == jnp.float32 else 4e-2)
+
+
+@needs_extension
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta, tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_matmul_and_its_gradient_equal_einsum(dtype, ta, tb):
+  a, b = draw((2, 5, 7) if not ta else (2, 7, 5), dtype, 6), draw((2, 7, 3) if not tb else (2, 3, 7), dtype, 7)
+  ref = lambda a, b: jnp.einsum("bmk,bkn->bmn", (a.swapaxes(1, 2) if ta else a).astype(jnp.float32),
+                                (b.swapaxes(1, 2) if tb else b).astype(jnp.float32))
+  got = onednn.matmul(a, b, ta, tb, out_dtype=jnp.float32)
+  assert got.shape == (2, 5, 3) and rel_err(got, ref(a, b)) <= TOL[dtype]
+  loss = lambda f: lambda a, b: jnp.sum(jnp.cos(f(a, b)))
+  grads = jax.grad(loss(lambda a, b: onednn.matmul(a, b, ta, tb, out_dtype=jnp.float32)), argnums=(0, 1))(a, b)
+  for g, w in zip(grads, jax.grad(loss(ref), argnums=(0, 1))(a, b)):
+    assert g.shape == w.shape and rel_err(g, w) <= (1e-5 if dtype == jnp.float32 else 2e-2)
+
+
+@needs_extension
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("padding", ["reflect", "zero"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_onednn_formulation_equals_same(dtype, padding, k):
+  x, kernel, bias = draw((2, 7, 6, 8), dtype, 8), draw((k, k, 8, 5), dtype, 9), draw((5,), jnp.float32, 10)
+  run = lambda f: conv_lib.conv(x, kernel, padding, f, bias, relu=True)
+  want = conv_lib.conv(x.astype(jnp.float32), kernel.astype(jnp.float32), padding, "same", bias, relu=True)
+  assert rel_err(run("onednn"), want) <= TOL[dtype]
+  assert rel_err(run("same"), want) <= TOL[dtype]
+
+
+@needs_extension
+@pytest.mark.parametrize("padding", ["reflect", "zero"])
+def test_onednn_upsample_conv_equals_conv_of_upsample(padding):
+  x, kernel, bias = draw((2, 4, 5, 6), jnp.float32, 11), draw((3, 3, 6, 7), jnp.float32, 12), draw((7,), jnp.float32, 13)
+  got = conv_lib.upsample_conv(x, kernel, padding, "onednn", bias, relu=True)
+  up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+  assert got.shape == (2, 8, 10, 7)
+  assert rel_err(got, conv_lib.conv(up, kernel, padding, "xla", bias, relu=True)) <= 1e-5
+
+
+@needs_extension
+@needs_bf16
+def test_attention_on_onednn_equals_dot_product_attention():
+  q, k, v = draw((2, 40, 16), jnp.bfloat16, 14), draw((2, 24, 16), jnp.bfloat16, 15), draw((2, 24, 16), jnp.bfloat16, 16)
+  keys = jnp.arange(24)[None] < jnp.asarray([[24], [17]])
+  want = sanet.attention(q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32), key_mask=keys,
+                         formulation="xla")
+  got = sanet.attention(q, k, v, chunk=16, key_mask=keys, formulation="onednn")   # 3 chunks, last one padded
+  assert got.dtype == jnp.bfloat16 and rel_err(got, want) <= 2e-2
+
+
+@needs_extension
+def test_decoder_gradients_agree_between_onednn_and_same():
+  """A tiny decoder end to end in float32 (reflect padding, ×2 upsamples, ReLUs): the train step's path."""
+  dec = decoder_lib.Decoder((("conv4_1", 8, True), ("conv3_1", 4, False), ("conv1_1", 3, False)))
+  x = draw((1, 5, 4, 6), jnp.float32, 17)
+  params = dec.init(jax.random.key(0), x)
+  loss = lambda f: lambda p: jnp.sum(jnp.sin(dec.clone(formulation=f).apply(p, x)))
+  got, want = jax.grad(loss("onednn"))(params), jax.grad(loss("same"))(params)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert rel_err(g, w) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_auto_picks_onednn_only_for_bf16_on_a_cpu_with_bf16_units(dtype):
+  want = "onednn" if dtype == jnp.bfloat16 and onednn.unavailable() is None and onednn.has_bf16_units() else "same"
+  assert conv_lib.resolve_formulation("auto", dtype) == (want if jax.default_backend() == "cpu" else "xla")
+
+
+def isa_flags() -> set[str]:
+  text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+  return set(next((l.split(":")[1].split() for l in text.splitlines() if l.startswith("flags")), []))
+
+
+@needs_extension
+def test_cpu_isa_matches_the_cpu_flags():
+  flags = isa_flags()
+  isa = onednn.cpu_isa()
+  assert ("amx" in isa) == ({"amx_bf16", "amx_tile"} <= flags)
+  assert onednn.has_bf16_units() == bool({"avx512_bf16", "amx_bf16"} & flags)
+  assert onednn.conv_implementation(jnp.float32, 16, 16, 32, 32) is not None
+  if onednn.has_bf16_units():   # a JIT kernel, not oneDNN's reference loops
+    assert not onednn.conv_implementation(jnp.bfloat16, 16, 16, 32, 32).startswith("ref")
+
+
+def run_python(code: str, env: dict | None = None) -> str:
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})})
+  assert out.returncode == 0, out.stderr[-2000:]
+  return out.stdout + out.stderr
+
+
+@needs_extension
+def test_without_bf16_instructions_auto_keeps_xla():
+  """oneDNN capped below AVX512-BF16 (as on a CPU without it): bf16 programs keep the XLA path."""
+  out = run_python("from jaxstyle.nets import conv, onednn; import jax.numpy as jnp\n"
+                   "print('isa', onednn.cpu_isa(), conv.resolve_formulation('auto', jnp.bfloat16))",
+                   {"ONEDNN_MAX_CPU_ISA": "AVX2"})
+  assert "isa avx2 same" in out
+  assert "bf16 convolutions run on XLA, not oneDNN: this CPU has no bf16 dot-product instructions" in out
+
+
+def test_fallback_without_the_extension_says_why_and_computes_the_same():
+  """The extension missing (as where it was not built): one line says why, bf16 convs run on XLA."""
+  out = run_python(
+      "import sys; sys.modules['jaxstyle.nets._onednn'] = None\n"
+      "import jax, jax.numpy as jnp, numpy as np\n"
+      "from jaxstyle.nets import conv, onednn\n"
+      "x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 6, 6, 4)), jnp.bfloat16)\n"
+      "k = jnp.ones((3, 3, 4, 2), jnp.bfloat16)\n"
+      "m = conv.Conv(2, relu=True)\n"
+      "print('resolved', conv.resolve_formulation('auto', jnp.bfloat16))\n"
+      "v = m.init(jax.random.key(0), x)\n"
+      "d = jnp.abs(m.apply(v, x).astype(float) - m.clone(formulation='same').apply(v, x).astype(float)).max()\n"
+      "print('diff', float(d))\n"
+      "try:\n  conv.conv(x, k, 'zero', 'onednn')\nexcept RuntimeError as e:\n  print('explicit:', e)\n")
+  assert "resolved same" in out and "diff 0.0" in out
+  lines = [l for l in out.splitlines() if "not oneDNN" in l]
+  assert len(lines) == 1 and "the oneDNN extension did not load" in lines[0]
+  assert "explicit: the oneDNN kernels cannot run: the oneDNN extension did not load" in out
+
+
+def test_fallback_reason_is_logged_once(monkeypatch, caplog):
+  conv_lib._onednn_bf16.cache_clear()
+  monkeypatch.setattr(onednn, "unavailable", lambda: "a reason")
+  with caplog.at_level(logging.WARNING):
+    assert conv_lib.resolve_formulation("auto", jnp.bfloat16) in ("same", "xla")
+    conv_lib.resolve_formulation("auto", jnp.bfloat16)
+  conv_lib._onednn_bf16.cache_clear()
+  if jax.default_backend() == "cpu":
+    assert [r.getMessage() for r in caplog.records] == ["jaxstyle: bf16 convolutions run on XLA, not oneDNN: a reason"]
