@@ -160,8 +160,11 @@ def gaussian_blur(x: jax.Array, sigma: float | jax.Array, hw: jax.Array | None =
 
 
 def preserve_color(out: jax.Array, content: jax.Array) -> jax.Array:
-  """Keeps the content's chroma (YIQ I, Q) and the output's luminance (Gatys et al. 2016)."""
+  """Keeps the content's chroma (YIQ I, Q) and the output's luminance (Gatys et al. 2016).
+
+  ``content`` broadcasts against ``out`` (one content for the ``[R, B, ...]`` regions of a portrait).
+  """
   rgb2yiq = jnp.asarray([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-  yiq_out, yiq_c = out @ rgb2yiq.T, content @ rgb2yiq.T
+  yiq_out, yiq_c = jnp.broadcast_arrays(out @ rgb2yiq.T, content @ rgb2yiq.T)
   yiq = jnp.concatenate([yiq_out[..., :1], yiq_c[..., 1:]], axis=-1)
   return yiq @ jnp.linalg.inv(rgb2yiq).T
