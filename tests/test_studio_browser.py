@@ -134,12 +134,17 @@ def test_a_browser_uploads_moves_a_slider_and_survives_a_corrupt_file(server, br
            "the error message of a truncated upload")
   assert "broken.jpg" in browser.find_element(By.TAG_NAME, "body").text
 
-  upload("content", whole)                                             # the next good request works
+  # The next good request works: the bundled astronaut, picked in the gallery.
+  browser.find_elements(By.CSS_SELECTOR, "#content_examples button.thumbnail-item")[0].click()
   good_src = wait_for(lambda: result_src(browser) not in (None, moved_src) and result_src(browser),
                       "the result after the error")
   good = read_image(good_src)
   astronaut_hw = np.asarray(Image.open(whole)).shape[:2]
   assert abs(good.shape[1] / good.shape[0] - astronaut_hw[1] / astronaut_hw[0]) < 0.05
+
+  # A picked example is read but, unlike an upload, its copy stays: the gallery still shows it.
+  for thumbnail in browser.find_elements(By.CSS_SELECTOR, "#content_examples img"):
+    assert read_image(thumbnail.get_attribute("src")).size
 
   # Offline: every request the page made went to the server itself.
   hosts = set()

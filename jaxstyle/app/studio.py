@@ -260,7 +260,8 @@ class Studio:
         if pair.regions.get(r, (None,))[0] != row:
           pair.regions[r] = row, program.transfer(self.params, pair.prepared, rows[r:r + 1])
           ran.append(f"transfer:{REGIONS[r]}")
-      # Plain mode composites the background with itself under any mask: the blend is a no-op.
+      # Plain mode shows the background alone; the person slot (never rendered yet: the background
+      # again) only fills the composite's blend, which plain mode does not show.
       images = jnp.concatenate([pair.regions[r if r in pair.regions else 0][1] for r in range(2)])
       out = program.composite(pair.prepared, images, settings.feather, settings.preserve_color,
                               sharding.place_batch(self.mesh, pair.sizes))

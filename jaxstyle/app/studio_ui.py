@@ -55,11 +55,13 @@ def build_page(studio: studio_lib.Studio, *, sizes: tuple[int, int] = (64, studi
         content = gr.File(label="Content (a portrait)", file_types=sorted(image_io.IMAGE_SUFFIXES),
                           type="filepath", elem_id="content")
         content_examples = gr.Gallery(_examples("content"), label="or a bundled portrait", columns=4,
-                                      height=120, allow_preview=False, elem_id="content_examples")
+                                      height=120, allow_preview=False, interactive=False,
+                                      elem_id="content_examples")
         style = gr.File(label="Style (a painting)", file_types=sorted(image_io.IMAGE_SUFFIXES),
                         type="filepath", elem_id="style")
         style_examples = gr.Gallery(_examples("styles"), label="or a bundled painting", columns=4,
-                                    height=120, allow_preview=False, elem_id="style_examples")
+                                    height=120, allow_preview=False, interactive=False,
+                                    elem_id="style_examples")
         with gr.Row():
           content_view = gr.Image(label="content", interactive=False, height=160, elem_id="content_view")
           style_view = gr.Image(label="style", interactive=False, height=160, elem_id="style_view")

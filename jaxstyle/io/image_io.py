@@ -185,8 +185,8 @@ def load_image(path: PathLike | bytes, max_side: int | None = None, *, max_pixel
   if max_side:
     rgb = _resize(rgb, longest_side_hw(rgb.shape[:2], max_side), RESAMPLE_IMAGE)
     if min(rgb.shape[:2]) < min_side:
-      raise ImageError(f"{_name(path)}: {img.width}x{img.height} resized to a longest side of {max_side} is "
-                       f"{rgb.shape[1]}x{rgb.shape[0]}, too small (at least {min_side} px a side)")
+      raise ImageError(f"{_name(path)}: {img.width}x{img.height} resized to a longest side of {max_side} "
+                       f"is {rgb.shape[1]}x{rgb.shape[0]}, too small (at least {min_side} px a side)")
   return np.ascontiguousarray(rgb, np.float32)
 
 
