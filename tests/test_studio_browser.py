@@ -163,7 +163,7 @@ def test_a_browser_uploads_moves_a_slider_and_survives_a_corrupt_file(server, br
   assert list(temp.rglob("astronaut__great_wave.png"))                    # the download
 
 
-def test_the_api_client_gets_the_same_function(server):
+def test_the_api_client_gets_the_same_function(server, tmp_path):
   from gradio_client import Client, handle_file  # pylint: disable=g-import-not-at-top
   url, _ = server
   client = Client(url, verbose=False, download_files=False)
@@ -177,7 +177,11 @@ def test_the_api_client_gets_the_same_function(server):
   assert mask is None and image["url"].startswith(url)
   assert max(read_image(download["url"]).shape[:2]) == 64
   from gradio_client.exceptions import AppError  # pylint: disable=g-import-not-at-top
-  with pytest.raises(AppError, match="alpha-person"):
+  with pytest.raises(AppError, match="greater than maximum"):   # Gradio checks the sliders' ranges
     client.predict(handle_file(EXAMPLES / "content" / "astronaut.jpg"),
                    handle_file(EXAMPLES / "styles" / "starry_night.jpg"), None, "portrait", 64,
                    1, 1, 1, 1, 0.2, 7, 0.01, False, api_name="/stylize")
+  (tmp_path / "notes.png").write_text("not a picture")
+  with pytest.raises(AppError, match="notes.png: not an image file"):       # and the studio the files
+    client.predict(handle_file(tmp_path / "notes.png"), handle_file(EXAMPLES / "styles" / "starry_night.jpg"),
+                   None, "portrait", 64, 1, 1, 1, 1, 0.2, 0.6, 0.01, False, api_name="/stylize")
