@@ -59,6 +59,7 @@ def server(tiny_weights, tmp_path_factory):
   proc.terminate()
   proc.wait(30)
   log.close()
+  assert not list((root / "tmp").iterdir())   # the server removed its temporary folder
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 ``serve`` starts it on 127.0.0.1 (another host only when asked), offline: Gradio's analytics off, its
 own bundled fonts and scripts (no CDN), no hub. Uploads and results live in one temporary folder
-(``GRADIO_TEMP_DIR``) removed at exit; each upload's file is deleted once read (``Studio``), and
+(``TEMP``, Gradio's ``GRADIO_TEMP_DIR``) removed at exit; each upload's file is deleted once read (``Studio``), and
 Gradio's cache is swept every few minutes. One request computes at a time and at most ``queue_size``
 wait (the rest are told the queue is full); a slider runs on release of the mouse, and only the last
 of several pending changes runs. The same function is the API ``/stylize`` (``gradio_client``).
@@ -12,12 +12,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # read when gradio is imported
-import gradio as gr  # noqa: E402  (after the analytics switch)
+# Gradio reads both when it is imported: no telemetry, and one temporary folder of the studio's own
+# for uploads, results and Gradio's cache (its modules fix their folders at import), removed by
+# ``serve`` at exit. This module is imported only to serve (``infer/studio.py``).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+TEMP = Path(tempfile.mkdtemp(prefix="jaxstyle-studio-"))
+os.environ["GRADIO_TEMP_DIR"] = str(TEMP)
+import gradio as gr  # noqa: E402
 
 from jaxstyle.app import request  # noqa: E402
 from jaxstyle.app import studio as studio_lib  # noqa: E402
@@ -39,8 +46,8 @@ def _examples(kind: str) -> list[str]:
 
 def _slider(field: str, value: float) -> gr.Slider:
   lo, hi = request.ALPHA_RANGE if field.startswith("alpha") else request.W_RANGE
-  name, region = field.split("_")
-  label = {"alpha": "α (style strength)", "w1": "W1 (relu4_1: texture)", "w2": "W2 (relu5_1: structure)"}[name]
+  label = {"alpha": "α (style strength)", "w1": "W1 (relu4_1: texture)",
+           "w2": "W2 (relu5_1: structure)"}[field.split("_")[0]]
   return gr.Slider(lo, hi, value=value, step=0.05, label=label, elem_id=field)
 
 
@@ -139,19 +146,17 @@ def _close_fn(studio: studio_lib.Studio) -> Callable:
 
 def serve(weights: str, *, host: str = "127.0.0.1", port: int | None = None, dtype: str = "float32",
           cache_mb: int = studio_lib.DEFAULT_CACHE_BYTES >> 20, queue_size: int = 8,
-          default_size: int = 384, block: bool = True) -> gr.Blocks:
-  """Loads the weights once and serves the page until interrupted (``block``); returns the page."""
-  temp = Path(tempfile.mkdtemp(prefix="jaxstyle-studio-"))
-  os.environ["GRADIO_TEMP_DIR"] = str(temp)   # uploads, results, Gradio's cache: all in here
+          default_size: int = 384) -> None:
+  """Loads the weights once and serves the page until interrupted (Ctrl-C or SIGTERM), then removes
+  its temporary folder."""
+  temp = TEMP
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # a stopped server cleans up too
   try:
     studio = studio_lib.Studio(weights, dtype=dtype, cache_bytes=cache_mb << 20, forget_under=temp,
                                keep=_examples("content") + _examples("styles"), results_dir=temp / "results")
     page = build_page(studio, default_size=default_size)
     page.queue(max_size=queue_size, default_concurrency_limit=1)
     page.launch(server_name=host, server_port=port, max_file_size=studio_lib.MAX_UPLOAD_BYTES,
-                show_error=True, prevent_thread_lock=not block, allowed_paths=[str(EXAMPLES)],
-                footer_links=["api"], quiet=False)
-    return page
+                show_error=True, allowed_paths=[str(EXAMPLES)], footer_links=["api"])
   finally:
-    if block:
-      shutil.rmtree(temp, ignore_errors=True)
+    shutil.rmtree(temp, ignore_errors=True)
