@@ -134,7 +134,10 @@ def _stylize_fn(studio: studio_lib.Studio) -> Callable:
     except REFUSALS as e:
       raise gr.Error(str(e), print_exception=False) from None
     png = studio.save_png(out.image, f"{Path(content).stem}__{Path(style).stem}.png")
-    return out.image, png, out.mask, out.background, out.person, out.content, out.style
+    pictures = (out.image, out.mask, out.background, out.person, out.content, out.style)
+    image, mask_image, background, person, content_image, style_image = (   # 8-bit, as saved
+        None if p is None else image_io.to_pil(p) for p in pictures)
+    return image, png, mask_image, background, person, content_image, style_image
   return stylize
 
 

@@ -167,9 +167,9 @@ def feather_mask(mask: jax.Array, feather: float | jax.Array, hw: jax.Array | No
   """
   longest = max(mask.shape[1:3])
   bound = feather if max_feather is None else max_feather
-  if hw is None:
-    return ops.gaussian_blur(mask.astype(jnp.float32), feather * longest, max_sigma=bound * longest)
-  return ops.gaussian_blur(mask.astype(jnp.float32), feather * hw.max(axis=1), hw, bound * longest)
+  sigma = feather * (longest if hw is None else hw.max(axis=1))
+  blurred = ops.gaussian_blur(mask.astype(jnp.float32), sigma, hw, bound * longest)
+  return jnp.clip(blurred, 0, 1)   # a weighted mean of [0, 1] values, but its rounding can pass 1
 
 
 def segment(params: Params, cfg: ModelConfig, content: jax.Array, feather: float,
