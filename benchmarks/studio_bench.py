@@ -1,6 +1,6 @@
 """The studio's speed and memory, as a user meets them: a warm server against the CLI.
 
-    /work/bin/cpu exclusive python -m benchmarks.studio_bench --sizes 384,512 --out docs/runs/studio_bench.json \
+    python -m benchmarks.studio_bench --sizes 384,512 --out docs/runs/studio_bench.json \
         --screenshot docs/img/studio.png
 
 Starts ``python -m infer.studio`` (shipped weights) in a subprocess and calls its API through
@@ -109,6 +109,8 @@ def screenshot(url: str, path: Path, size: int) -> None:
     while not driver.find_elements(By.CSS_SELECTOR, "#person img") and time.monotonic() < deadline:
       time.sleep(0.5)
     time.sleep(2)
+    driver.execute_script("window.scrollTo(0, 0)")   # typing the size scrolled the page down
+    time.sleep(1)
     path.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(path))
   finally:
