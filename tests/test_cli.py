@@ -5,7 +5,6 @@ one CLI subprocess (SegNet), one 4-device subprocess (1- and 4-device programs).
 before compiling.
 """
 import dataclasses
-import functools
 import json
 import os
 import subprocess
@@ -31,19 +30,6 @@ from jaxstyle.program import portrait
 
 CFG = model.MODEL_CONFIGS["tiny"]
 CONTENT_WH, STYLE_WH = (40, 48), (32, 32)
-
-
-@pytest.fixture(scope="module")
-def params():
-  init = jax.jit(functools.partial(model.init_params, CFG, hw=(32, 32)))   # one compile, not op by op
-  return jax.device_get(init(jax.random.key(0)))
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory, params):
-  directory = tmp_path_factory.mktemp("weights")
-  weights.save(directory, params, "tiny", include_encoder=True)
-  return directory
 
 
 @pytest.fixture(autouse=True)

@@ -135,3 +135,17 @@ def test_tie_breaking_is_first_in_raster_order():
   assert int(ops.max_pool_with_indices(x)[1][0, 0, 0, 0]) == 1
   x = jnp.asarray([[0., 1.], [3., 3.]])[None, :, :, None]
   assert int(ops.max_pool_with_indices(x)[1][0, 0, 0, 0]) == 2
+
+
+def test_gaussian_blur_equals_a_direct_sum_with_replicated_edges():
+  """``blur_matrix``'s band matrices against Σ_k taps[k]·x[clip(i + k − r, 0, valid − 1)] in float64,
+  per item with its own σ and valid corner (one of them a single row), padding included."""
+  rng = np.random.default_rng(0)
+  x = rng.random((3, 17, 23)).astype(np.float32)
+  hw, sigma, radius = np.array([[17, 23], [9, 14], [1, 5]]), np.array([1.3, 2.5, 0.7]), 9
+  got = ops.gaussian_blur(jnp.asarray(x), jnp.asarray(sigma), jnp.asarray(hw), max_sigma=3.0)
+  taps = np.asarray(ops.gaussian_taps(jnp.asarray(sigma), radius), np.float64)
+  for b, (h, w) in enumerate(hw):
+    rows = sum(t * x[b][np.clip(np.arange(17) + k - radius, 0, h - 1)] for k, t in enumerate(taps[b]))
+    want = sum(t * rows[:, np.clip(np.arange(23) + k - radius, 0, w - 1)] for k, t in enumerate(taps[b]))
+    np.testing.assert_allclose(got[b], want, atol=1e-6)

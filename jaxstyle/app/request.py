@@ -31,9 +31,8 @@ DEFAULT_WEIGHTS = Path(jaxstyle.__file__).resolve().parent.parent / "weights"
 DTYPES = ("float32", "bfloat16")
 MODES = ("portrait", "plain")
 MAX_SIZE = math.isqrt(image_io.MAX_PIXELS)   # --size: a square picture of this side hits the pixel cap
-# --feather: σ of a tenth of the longer side already blurs the mask into a gradient across the person;
-# the blur's filter grows with σ (1e6 asked for gigabytes).
-MAX_FEATHER = 0.1
+# --feather: the blur's filter grows with σ (1e6 asked for gigabytes); the program's bound.
+MAX_FEATHER = portrait.MAX_FEATHER
 ALPHA_RANGE = (0.0, 1.0)   # 0 = SANet's identity transfer T(c, c), 1 = full transfer
 W_RANGE = (0.0, 4.0)       # attention weights: 0 drops a scale; beyond a few the features saturate
 

@@ -57,8 +57,19 @@ def _one_line(e: BaseException) -> str:
   return " ".join(str(e).split()) or type(e).__name__
 
 
+class NamedBytes(bytes):
+  """An encoded file held in memory (an upload) with the name its messages give it."""
+
+  def __new__(cls, data: bytes, name: str):
+    self = super().__new__(cls, data)
+    self.name = name
+    return self
+
+
 def _name(source: PathLike | bytes) -> PathLike:
-  return "<image bytes>" if isinstance(source, bytes) else source
+  if isinstance(source, bytes):
+    return getattr(source, "name", "<image bytes>")
+  return source
 
 
 def _open(source: PathLike | bytes, max_pixels: int) -> Image.Image:
@@ -162,19 +173,20 @@ def _on_white(img: Image.Image, path: PathLike) -> np.ndarray:
   return rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
 
 
-def load_image(path: PathLike, max_side: int | None = None, *, max_pixels: int = MAX_PIXELS,
+def load_image(path: PathLike | bytes, max_side: int | None = None, *, max_pixels: int = MAX_PIXELS,
                min_side: int = MIN_SIDE) -> np.ndarray:
   """Float32 ``[H, W, 3]`` RGB in [0, 1]; longest side resized to ``max_side`` when given.
 
-  Raises ``ImageError`` (one line, naming the file) for anything that is not a usable image.
+  ``path``: a file, or its bytes (``NamedBytes`` to name them in messages). Raises ``ImageError`` (one
+  line, naming the file) for anything that is not a usable image.
   """
   img = _open_checked(path, max_pixels, min_side)
-  rgb = _on_white(img, path)
+  rgb = _on_white(img, _name(path))
   if max_side:
     rgb = _resize(rgb, longest_side_hw(rgb.shape[:2], max_side), RESAMPLE_IMAGE)
     if min(rgb.shape[:2]) < min_side:
-      raise ImageError(f"{path}: {img.width}x{img.height} resized to a longest side of {max_side} is "
-                       f"{rgb.shape[1]}x{rgb.shape[0]}, too small (at least {min_side} px a side)")
+      raise ImageError(f"{_name(path)}: {img.width}x{img.height} resized to a longest side of {max_side} "
+                       f"is {rgb.shape[1]}x{rgb.shape[0]}, too small (at least {min_side} px a side)")
   return np.ascontiguousarray(rgb, np.float32)
 
 
@@ -203,16 +215,18 @@ def decode_uint8(source: PathLike | bytes, shorter_side: int | None = None, *, u
   return np.round(rgb * 255.0).astype(np.uint8)
 
 
-def load_mask(path: PathLike, hw: tuple[int, int], *, max_pixels: int = MAX_PIXELS,
+def load_mask(path: PathLike | bytes, hw: tuple[int, int], *, max_pixels: int = MAX_PIXELS,
               aspect_tolerance: float = 0.02) -> np.ndarray:
   """A user's person mask as float32 ``[H, W]`` in [0, 1] (1 = person), resized to ``hw``.
+
+  ``path``: a file or its bytes (as ``load_image``).
 
   Any mode: the alpha channel where the file has a non-opaque one (a cut-out), else the luminance
   (white = person); 16-bit masks scaled from 65535. A mask whose aspect ratio differs from ``hw`` by more
   than ``aspect_tolerance`` (or a pixel of rounding) belongs to another picture and is refused.
   """
   img = _open(path, max_pixels)
-  rgba = _rgba(img, path)
+  rgba = _rgba(img, _name(path))
   alpha = rgba[..., 3]
   if alpha.min() < 1.0:
     mask = alpha
@@ -221,7 +235,7 @@ def load_mask(path: PathLike, hw: tuple[int, int], *, max_pixels: int = MAX_PIXE
   h, w = hw
   expected_w = img.width * h / img.height
   if abs(expected_w - w) > max(1.0, aspect_tolerance * w):
-    raise ImageError(f"{path}: mask is {img.width}x{img.height} but the content is {w}x{h} "
+    raise ImageError(f"{_name(path)}: mask is {img.width}x{img.height} but the content is {w}x{h} "
                      "(different aspect ratio: a mask of another picture?)")
   return np.ascontiguousarray(_resize(np.clip(mask, 0.0, 1.0), hw, RESAMPLE_MASK), np.float32)
 

@@ -22,11 +22,19 @@ arguments, so changing them never recompiles; the program compiles once per (sha
 padded into a shape bucket (``buckets.py``) pass their valid sizes (``stylize(sizes=...)``): SANet's
 statistics and attention keys then come from valid positions only and the mask is feathered at the
 valid size, so one program serves every picture of a bucket.
+
+The same steps split in two where a control moves (the studio, ``app/studio.py``): ``prepare`` is what a
+pair fixes (both VGG passes, both attentions, the identity transfer and the unfeathered mask), computed
+once and kept; ``render`` is what the controls change (``transfer``: mix → decode per region, then
+``composite``: preserve colour → feather → blend). ``stylize`` is ``render ∘ prepare``. In ``render``
+the feather and the preserve-colour switch are traced too (the blur's filter is sized by
+``MAX_FEATHER``), so no slider value recompiles; ``make_split_programs`` jits the halves.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +45,10 @@ from jaxstyle.nets import ops
 from jaxstyle.nets.model import ModelConfig, Params, build
 from jaxstyle.nets.sanet import Transform, weigh
 from jaxstyle.program import sharding
+
+# The largest mask feather (σ as a fraction of the longer side): a tenth already blurs the mask into a
+# gradient across the person, and a traced feather's blur filter is sized by it (``feather_mask``).
+MAX_FEATHER = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,18 +119,21 @@ def attend(params: Params, cfg: ModelConfig, content_feats: dict, style_feats: d
                                     method=Transform.attend)
 
 
-def identity_transfer(params: Params, cfg: ModelConfig, content_feats: dict, alpha: jax.Array,
+def identity_transfer(params: Params, cfg: ModelConfig, content_feats: dict, alpha: jax.Array | None,
                       masks: tuple | None = None) -> jax.Array:
   """SANet's identity transfer T(c, c) at W = (1, 1), ``[1, B, h, w, C]``; zeros when every α is 1.
 
   α mixes toward it (``mix``); the decoder was trained to reconstruct it (identity losses), which raw
   relu4_1 features are not. With α = 1 everywhere (plain SANet, the default background) it is
   multiplied by 0, so ``lax.cond`` skips its attention: 8% of the plain program at 512², 35% at 2048².
+  ``alpha=None`` (α not known yet: a pair prepared for any control) always computes it.
   """
   def compute():
     content_masks = None if masks is None else (masks[0], masks[0], masks[2], masks[2])
     return weigh(*attend(params, cfg, content_feats, content_feats, content_masks), jnp.ones((1, 2)))
 
+  if alpha is None:
+    return compute()
   shape = jax.eval_shape(compute)
   return jax.lax.cond(jnp.all(alpha == 1), lambda: jnp.zeros(shape.shape, shape.dtype), compute)
 
@@ -142,20 +157,30 @@ def decode(params: Params, cfg: ModelConfig, t: jax.Array, hw: tuple[int, int]) 
   return jnp.clip(images.astype(jnp.float32), 0, 1).reshape(-1, r, *hw, 3).swapaxes(0, 1)
 
 
-def feather_mask(mask: jax.Array, feather: float, hw: jax.Array | None = None) -> jax.Array:
+def feather_mask(mask: jax.Array, feather: float | jax.Array, hw: jax.Array | None = None,
+                 max_feather: float | None = None) -> jax.Array:
   """``mask [B, H, W]`` blurred with σ = ``feather`` × the longer side: a soft edge for the blend.
 
   ``hw [B, 2]``: the valid corner of each padded item, whose own longer side sets its σ.
+  ``max_feather`` (a number) bounds a traced ``feather`` and sizes the blur's filter, so every feather
+  up to it runs in one compiled program; taps beyond ⌈3σ⌉ are zero, so the result does not depend on it.
   """
   longest = max(mask.shape[1:3])
-  if hw is None:
-    return ops.gaussian_blur(mask.astype(jnp.float32), feather * longest)
-  return ops.gaussian_blur(mask.astype(jnp.float32), feather * hw.max(axis=1), hw, feather * longest)
+  bound = feather if max_feather is None else max_feather
+  sigma = feather * (longest if hw is None else hw.max(axis=1))
+  blurred = ops.gaussian_blur(mask.astype(jnp.float32), sigma, hw, bound * longest)
+  return jnp.clip(blurred, 0, 1)   # a weighted mean of [0, 1] values, but its rounding can pass 1
 
 
 def segment(params: Params, cfg: ModelConfig, content: jax.Array, feather: float,
             content_feats: dict | None = None, hw: jax.Array | None = None) -> jax.Array:
-  """The person mask the program blends with: SegNet → sigmoid → feather, ``[B, H, W]`` in [0, 1].
+  """The person mask the program blends with: SegNet → sigmoid → feather, ``[B, H, W]`` in [0, 1]."""
+  return feather_mask(person_probability(params, cfg, content, content_feats), feather, hw)
+
+
+def person_probability(params: Params, cfg: ModelConfig, content: jax.Array,
+                       content_feats: dict | None = None) -> jax.Array:
+  """SegNet → sigmoid, ``[B, H, W]`` in [0, 1]: the mask before its feather.
 
   SegNet reads the content's own VGG pass and, for each of ``cfg.segnet_sides`` shorter than the
   content's longer side, an antialiased downscale (a VGG pass of its own); the logits, resized to the
@@ -172,12 +197,86 @@ def segment(params: Params, cfg: ModelConfig, content: jax.Array, feather: float
     small = jax.image.resize(content, (b, *image_io.longest_side_hw((h, w), side), 3), "linear", antialias=True)
     small_logits = person_logits(params, cfg, small, encode(params, cfg, small))
     logits = logits + jax.image.resize(small_logits, (b, h, w), "linear")
-  return feather_mask(jax.nn.sigmoid(logits / (1 + len(sides))), feather, hw)
+  return jax.nn.sigmoid(logits / (1 + len(sides)))
 
 
 def blend(mask: jax.Array, images: jax.Array) -> jax.Array:
   """mask·person + (1 − mask)·background for ``images`` = (background, person)."""
   return mask[..., None] * images[1] + (1 - mask[..., None]) * images[0]
+
+
+def keep_colors(images: jax.Array, content: jax.Array, keep: bool | jax.Array) -> jax.Array:
+  """``images [R, B, H, W, 3]`` with the content's colours (``ops.preserve_color``) when ``keep``.
+
+  ``keep``: a Python bool (the CLI's static flag: nothing computed when False) or a traced one (a
+  studio switch: both computed, one selected, no recompile).
+  """
+  if keep is False:
+    return images
+  kept = jnp.clip(ops.preserve_color(images, content.astype(jnp.float32)[None]), 0, 1)
+  return kept if keep is True else jnp.where(keep, kept, images)
+
+
+def region_count(mode: str) -> int:
+  """Regions a mode renders: background and person, or plain SANet's one."""
+  if mode not in ("portrait", "plain"):
+    raise ValueError(f"mode must be 'portrait' or 'plain', not {mode!r}")
+  return 2 if mode == "portrait" else 1
+
+
+def prepare(params: Params, content: jax.Array, style: jax.Array, mask: jax.Array | None = None, *,
+            sizes: jax.Array | None = None, cfg: ModelConfig, mode: str = "portrait",
+            alpha: jax.Array | None = None) -> dict[str, jax.Array]:
+  """What a (content, style[, mask]) pair fixes, whatever the controls: ``render``'s input.
+
+  ``content`` (kept for preserve colour), ``o4`` / ``o5`` (the attention outputs, ``attend``),
+  ``identity`` (T(c, c), ``[B, h, w, C]``) and, in portrait mode, ``mask``: the user's, or SegNet's
+  before the feather (``person_probability``). ``alpha``: the α values it will be rendered with, when
+  known (``stylize``: the identity attention is skipped when all are 1); None computes it for any α.
+  Every value has the batch on its leading axis. Arguments as ``stylize``.
+  """
+  portrait_mode = region_count(mode) == 2
+  content_feats = encode(params, cfg, content)
+  style_feats = encode(params, cfg, style)
+  masks = level_masks(content.shape[1:3], content_feats, style.shape[1:3], style_feats, sizes)
+  o4, o5 = attend(params, cfg, content_feats, style_feats, masks)
+  out = {"content": content, "o4": o4, "o5": o5,
+         "identity": identity_transfer(params, cfg, content_feats, alpha, masks)[0]}
+  if portrait_mode:
+    out["mask"] = person_probability(params, cfg, content, content_feats) if mask is None else mask
+  return out
+
+
+def transfer(params: Params, prepared: dict, controls: jax.Array, *, cfg: ModelConfig) -> jax.Array:
+  """mix → decode for each row (W1, W2, α) of ``controls``: region images ``[R, B, H, W, 3]`` in [0, 1]."""
+  stylised = prepared["o4"], prepared["o5"]
+  t = mix(params, cfg, stylised, prepared["identity"][None], controls.astype(jnp.float32))
+  return decode(params, cfg, t, prepared["content"].shape[1:3])
+
+
+def composite(prepared: dict, images: jax.Array, feather: float | jax.Array = 0.01,
+              keep_color: bool | jax.Array = False, *, sizes: jax.Array | None = None,
+              mode: str = "portrait", max_feather: float | None = None) -> dict[str, jax.Array]:
+  """Region ``images`` (``transfer``; background, person) → preserve colour → feather → blend.
+
+  Returns ``stylize``'s outputs. ``feather`` / ``keep_color`` may be traced (``max_feather`` then bounds
+  the feather: ``feather_mask``).
+  """
+  images = keep_colors(images, prepared["content"], keep_color)
+  if region_count(mode) == 1:
+    return {"image": images[0]}
+  content_hw = None if sizes is None else sizes[:, :2]
+  mask = feather_mask(prepared["mask"], feather, content_hw, max_feather)
+  return {"image": blend(mask, images), "mask": mask, "background": images[0], "person": images[1]}
+
+
+def render(params: Params, prepared: dict, controls: jax.Array, feather: float | jax.Array = 0.01,
+           keep_color: bool | jax.Array = False, *, sizes: jax.Array | None = None, cfg: ModelConfig,
+           mode: str = "portrait", max_feather: float | None = None) -> dict[str, jax.Array]:
+  """What a control change recomputes: ``transfer`` of each region, then ``composite``."""
+  controls = controls[:region_count(mode)]
+  return composite(prepared, transfer(params, prepared, controls, cfg=cfg), feather, keep_color,
+                   sizes=sizes, mode=mode, max_feather=max_feather)
 
 
 def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.Array,
@@ -191,27 +290,21 @@ def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.
   shape bucket (``buckets.py``); only valid positions give SANet statistics and attention keys, and the
   mask's feather is that of the valid size. Outputs keep the padded shape: crop them to ``sizes``.
   Returns ``image`` and, in portrait mode, ``mask``, ``background`` and ``person`` (all [0, 1]).
+  ``render ∘ prepare``, with the feather and preserve colour static (the CLI's one program).
   """
-  if mode not in ("portrait", "plain"):
-    raise ValueError(f"mode must be 'portrait' or 'plain', not {mode!r}")
-  hw = content.shape[1:3]
-  content_feats = encode(params, cfg, content)
-  style_feats = encode(params, cfg, style)
-  masks = level_masks(hw, content_feats, style.shape[1:3], style_feats, sizes)
-  controls = controls[:2 if mode == "portrait" else 1].astype(jnp.float32)
-  identity = identity_transfer(params, cfg, content_feats, controls[:, 2], masks)
-  t = mix(params, cfg, attend(params, cfg, content_feats, style_feats, masks), identity, controls)
-  images = decode(params, cfg, t, hw)
-  if keep_color:
-    images = jnp.clip(ops.preserve_color(images, content.astype(jnp.float32)[None]), 0, 1)
-  if mode == "plain":
-    return {"image": images[0]}
-  content_hw = None if sizes is None else sizes[:, :2]
-  if mask is None:
-    mask = segment(params, cfg, content, feather, content_feats, content_hw)
-  else:
-    mask = feather_mask(mask, feather, content_hw)
-  return {"image": blend(mask, images), "mask": mask, "background": images[0], "person": images[1]}
+  controls = controls[:region_count(mode)].astype(jnp.float32)
+  prepared = prepare(params, content, style, mask, sizes=sizes, cfg=cfg, mode=mode, alpha=controls[:, 2])
+  return render(params, prepared, controls, feather, keep_color, sizes=sizes, cfg=cfg, mode=mode)
+
+
+def _with_extras(fn, n_fixed: int, extras: tuple[str, ...], name: str):
+  """``fn`` taking its first ``n_fixed`` arguments by position and ``extras`` (e.g. sizes, mask) as
+  keywords from the positions after them: a jitted program's positional form, named ``name`` in
+  compile logs and profiles."""
+  def program(*args):
+    return fn(*args[:n_fixed], **dict(zip(extras, args[n_fixed:])))
+  program.__name__ = program.__qualname__ = name
+  return program
 
 
 def make_program(cfg: ModelConfig, mesh: jax.sharding.Mesh, *, mode: str = "portrait",
@@ -227,9 +320,54 @@ def make_program(cfg: ModelConfig, mesh: jax.sharding.Mesh, *, mode: str = "port
   batch, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
   fn = functools.partial(stylize, cfg=cfg, mode=mode, feather=feather, keep_color=keep_color)
   extras = ("sizes",) * with_sizes + ("mask",) * with_mask
-
-  def program(params, content, style, controls, *rest):
-    return fn(params, content, style, controls, **dict(zip(extras, rest)))
-
-  return jax.jit(program, in_shardings=(replicated, batch, batch, replicated) + (batch,) * len(extras),
+  return jax.jit(_with_extras(fn, 4, extras, "program"),
+                 in_shardings=(replicated, batch, batch, replicated) + (batch,) * len(extras),
                  out_shardings=batch)
+
+
+class SplitProgram(NamedTuple):
+  """``stylize`` as jitted halves, for many renders of one pair (``make_split_programs``).
+
+  ``prepare(params, content, style[, sizes][, mask])`` → prepared (once per pair);
+  ``render(params, prepared, controls, feather, keep_color[, sizes])`` → ``stylize``'s outputs, or its
+  two parts: ``transfer(params, prepared, controls)`` → region images ``[R, B, H, W, 3]`` (one per row
+  of ``controls``, so one region can be redone alone) and ``composite(prepared, images, feather,
+  keep_color[, sizes])``.
+  """
+  prepare: Callable
+  transfer: Callable
+  composite: Callable
+  render: Callable
+
+
+def make_split_programs(cfg: ModelConfig, mesh: jax.sharding.Mesh, *, mode: str = "portrait",
+                        with_sizes: bool = False, with_mask: bool = False,
+                        max_feather: float = MAX_FEATHER) -> SplitProgram:
+  """``prepare`` and ``render`` (and ``render``'s two parts) jitted over the mesh, as ``make_program``.
+
+  Controls, feather (0..``max_feather``) and preserve colour are all traced: changing any of them
+  reuses the compiled programs. Each program compiles once per (shape, mode); ``transfer`` also once
+  per number of control rows. Prepared values, sizes and masks are sharded on the batch axis, region
+  images on their second (batch) axis; params, controls, feather and keep_color replicated.
+  """
+  region_count(mode)
+  batch, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+  regions = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, sharding.AXIS))
+  sizes = ("sizes",) * with_sizes
+  extras = sizes + ("mask",) * with_mask
+  shared = dict(cfg=cfg, mode=mode)
+  finish = dict(mode=mode, max_feather=max_feather)
+  return SplitProgram(
+      prepare=jax.jit(_with_extras(functools.partial(prepare, **shared), 3, extras, "prepare"),
+                      in_shardings=(replicated, batch, batch) + (batch,) * len(extras),
+                      out_shardings=batch),
+      transfer=jax.jit(_with_extras(functools.partial(transfer, cfg=cfg), 3, (), "transfer"),
+                       in_shardings=(replicated, batch, replicated), out_shardings=regions),
+      composite=jax.jit(_with_extras(functools.partial(composite, **finish), 4, sizes, "composite"),
+                        in_shardings=(batch, regions, replicated, replicated) + (batch,) * len(sizes),
+                        out_shardings=batch),
+      render=jax.jit(_with_extras(functools.partial(render, **shared, max_feather=max_feather), 5, sizes,
+                                  "render"),
+                     in_shardings=(replicated, batch, replicated, replicated, replicated)
+                     + (batch,) * len(sizes),
+                     out_shardings=batch))

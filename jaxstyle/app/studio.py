@@ -1,0 +1,292 @@
+"""The studio's library: one warm process stylising pairs for browser tabs, a control change at a time.
+
+    studio = Studio("weights")
+    out = studio.stylize("tab-1", Upload("me.jpg"), Upload("starry.jpg"), None, Settings(size=384))
+    out = studio.stylize("tab-1", Upload("me.jpg"), Upload("starry.jpg"), None,
+                         Settings(size=384, controls=Controls(alpha_person=0.3)))   # person region only
+
+No web framework here (``app/studio_ui.py`` lays out the page; ``infer/studio.py`` starts it): every
+picture the page shows is a ``Studio.stylize`` call, which Python and the page's API make alike.
+
+- Weights load once and the split programs of ``portrait.make_split_programs`` stay compiled. A new
+  (content, style[, mask]) pair at a size runs ``prepare`` (VGG, attention, identity transfer, SegNet);
+  a control change runs only what it touches: one region's ``transfer`` (mix → decode) when that
+  region's W1, W2 or α moved, and ``composite`` (preserve colour → feather → blend) always. The studio
+  always prepares in portrait mode (SegNet included), so switching to plain is a control change too:
+  plain SANet is the background region (``tests/test_portrait.py``).
+- Inputs are pictures padded into shape buckets as the CLI pads them (``buckets.py``), so one size
+  compiles about three sets of programs, and the compile cache (``compile_cache.py``) keeps them.
+- Memory: uploads are read once into memory and their files deleted (``forget_under``; not copies of
+  the bundled examples, ``keep``), and every
+  upload, prepared pair and region image lives in one ``ByteLRU`` with a byte budget, keyed per tab;
+  ``close_tab`` drops a tab's entries. A pair whose upload was deleted and then evicted asks for the
+  file again.
+- Checks are the CLI's: ``request.check_request`` for the settings, ``image_io`` for every file (not an
+  image, truncated, a decompression bomb, NaN pixels, too small or too large), each refusal one
+  ``ImageError`` / ``UsageError`` line naming the upload.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable, Hashable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxstyle.app import request
+from jaxstyle.app.request import Request, UsageError
+from jaxstyle.io import image_io
+from jaxstyle.io.image_io import ImageError, NamedBytes
+from jaxstyle.program import buckets
+from jaxstyle.program import compile_cache
+from jaxstyle.program import portrait
+from jaxstyle.program import sharding
+
+DEFAULT_CACHE_BYTES = 1 << 30     # 1 GiB: ~30 prepared pairs at 512 px (about 30 MB each)
+MAX_SIZE = 1024                   # longest side the page offers: a 1024 px pair takes ~10 s on 2 cores
+MAX_UPLOAD_BYTES = 64 << 20       # an encoded picture larger than this is not read into memory
+REGIONS = ("background", "person")
+
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+  """A picture file given to the studio and the name to show for it (the browser's file name)."""
+  path: str | os.PathLike
+  name: str = ""
+
+  def label(self) -> str:
+    return self.name or Path(self.path).name
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The page's controls: ``Request``'s fields that a studio tab changes."""
+  size: int = 512
+  mode: str = "portrait"
+  controls: portrait.Controls = portrait.Controls()
+  feather: float = 0.01
+  preserve_color: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  """One render, cropped to the content: ``image`` and, in portrait mode, ``mask`` and the two region
+  transfers (``background`` is plain SANet's picture). ``ran``: the programs this call ran, in order."""
+  image: np.ndarray
+  mask: np.ndarray | None
+  background: np.ndarray
+  person: np.ndarray | None
+  content: np.ndarray
+  style: np.ndarray
+  ran: tuple[str, ...]
+
+
+def check_settings(settings: Settings, max_size: int = MAX_SIZE) -> None:
+  """The CLI's checks (``request.check_request``) and the studio's own size cap; ``UsageError``."""
+  request.check_request(Request(content=(), style=(), size=settings.size, mode=settings.mode,
+                                controls=settings.controls, feather=settings.feather,
+                                preserve_color=settings.preserve_color))
+  if not image_io.MIN_SIDE <= settings.size <= max_size:
+    raise UsageError(f"size must be {image_io.MIN_SIDE}..{max_size} here, not {settings.size}")
+
+
+def tree_nbytes(tree: Any) -> int:
+  """Bytes held by the arrays (and bytes) of a pytree."""
+  return sum(len(x) if isinstance(x, bytes) else x.nbytes for x in jax.tree.leaves(tree))
+
+
+class ByteLRU:
+  """Least-recently-used entries whose sizes sum to at most ``budget`` bytes.
+
+  ``put`` evicts the least recently used entries until the new one fits; an entry larger than the whole
+  budget is not kept. Not thread-safe (``Studio`` holds a lock).
+  """
+
+  def __init__(self, budget: int):
+    self.budget = budget
+    self.nbytes = 0
+    self._entries: collections.OrderedDict[Hashable, tuple[Any, int]] = collections.OrderedDict()
+
+  def __len__(self) -> int:
+    return len(self._entries)
+
+  def __contains__(self, key: Hashable) -> bool:
+    return key in self._entries
+
+  def get(self, key: Hashable) -> Any | None:
+    if key not in self._entries:
+      return None
+    self._entries.move_to_end(key)
+    return self._entries[key][0]
+
+  def put(self, key: Hashable, value: Any, nbytes: int) -> bool:
+    """Keeps ``value`` as the most recent entry; False (and nothing kept) when it exceeds the budget."""
+    self.pop(key)
+    if nbytes > self.budget:
+      return False
+    while self.nbytes + nbytes > self.budget:
+      self.pop(next(iter(self._entries)))
+    self._entries[key] = value, nbytes
+    self.nbytes += nbytes
+    return True
+
+  def pop(self, key: Hashable) -> None:
+    if key in self._entries:
+      self.nbytes -= self._entries.pop(key)[1]
+
+  def drop(self, match: Callable[[Hashable], bool]) -> None:
+    for key in [k for k in self._entries if match(k)]:
+      self.pop(key)
+
+
+@dataclasses.dataclass
+class Pair:
+  """A prepared pair and the last transfer of each region, ``(W1, W2, α) row → images``."""
+  prepared: dict[str, jax.Array]
+  sizes: np.ndarray              # [batch, 4] valid sizes (content h, w, style h, w)
+  style: np.ndarray              # the style at its loaded size (the page's preview)
+  regions: dict[int, tuple[tuple[float, ...], jax.Array]] = dataclasses.field(default_factory=dict)
+
+  def nbytes(self) -> int:
+    """Its bytes with both regions rendered (what it will hold), so the budget is known on entry."""
+    content = self.prepared["content"]
+    return tree_nbytes(self.prepared) + self.style.nbytes + len(REGIONS) * content.size * 4
+
+
+class Studio:
+  """Pairs stylised for many tabs by one set of warm programs (module docstring)."""
+
+  def __init__(self, weights: str | os.PathLike = request.DEFAULT_WEIGHTS, *, dtype: str = "float32",
+               cache_bytes: int = DEFAULT_CACHE_BYTES, max_size: int = MAX_SIZE,
+               forget_under: str | os.PathLike | None = None, keep: Iterable[str | os.PathLike] = (),
+               results_dir: str | os.PathLike | None = None, log: Callable[[str], None] = print):
+    compile_cache.enable(log)
+    req = Request(content=(), style=(), weights=str(weights), dtype=dtype)
+    request.check_request(req)
+    self.params, self.cfg, self.mesh = request.load_params(req, user_mask=False)
+    self.programs = {user_mask: portrait.make_split_programs(self.cfg, self.mesh, with_sizes=True,
+                                                             with_mask=user_mask)
+                     for user_mask in (False, True)}
+    self.cache = ByteLRU(cache_bytes)
+    self.max_size = max_size
+    self.forget_under = None if forget_under is None else Path(forget_under).resolve()
+    # Copies of these files (the page's bundled examples, which the web framework serves from its
+    # own copies) are never deleted.
+    self._keep = {hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in keep}
+    self._digests: dict[tuple[str, str], str] = {}    # (tab, upload path) → digest, once read
+    self.results_dir = None if results_dir is None else Path(results_dir)
+    self._lock = threading.Lock()
+
+  # --- inputs -------------------------------------------------------------------------------------
+
+  def _read(self, tab: str, upload: Upload) -> tuple[str, NamedBytes]:
+    """(digest, bytes) of an upload, read once: later calls naming the same file find it in memory
+    (its file is deleted after reading when it lies under ``forget_under``)."""
+    path = str(upload.path)
+    digest = self._digests.get((tab, path))
+    if digest is not None:
+      data = self.cache.get(("file", tab, digest))
+      if data is not None:
+        return digest, NamedBytes(data, upload.label())
+    if not os.path.isfile(path):
+      if digest is not None:
+        raise ImageError(f"{upload.label()}: the upload was released from memory; upload it again")
+      raise ImageError(f"{upload.label()}: no such file")
+    size = os.path.getsize(path)
+    if size > MAX_UPLOAD_BYTES:
+      raise ImageError(f"{upload.label()}: {size / 2**20:.0f} MiB is larger than the "
+                       f"{MAX_UPLOAD_BYTES >> 20} MiB accepted")
+    with open(path, "rb") as f:
+      data = f.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest not in self._keep:
+      self._forget(Path(path))
+    self._digests[tab, path] = digest
+    self.cache.put(("file", tab, digest), data, len(data))
+    return digest, NamedBytes(data, upload.label())
+
+  def _forget(self, path: Path) -> None:
+    """Deletes an upload once read, when it lies under ``forget_under`` (never a bundled example)."""
+    if self.forget_under is not None and path.resolve().is_relative_to(self.forget_under):
+      path.unlink(missing_ok=True)
+
+  def _pair(self, tab: str, content: Upload, style: Upload, mask: Upload | None, size: int
+            ) -> tuple[Pair, bool]:
+    """The prepared pair of these uploads at ``size`` (from the cache, or computed); whether new."""
+    keys = [self._read(tab, u) for u in (content, style) + ((mask,) if mask else ())]
+    key = ("pair", tab, size, *(digest for digest, _ in keys))
+    pair = self.cache.get(key)
+    if pair is not None:
+      return pair, False
+    c = image_io.load_image(keys[0][1], size)
+    s = image_io.load_image(keys[1][1], size)
+    m = None if mask is None else image_io.load_mask(keys[2][1], c.shape[:2])
+    batch = self.mesh.size
+    hw_c, hw_s = buckets.content_bucket(c.shape[:2]), buckets.style_bucket(s.shape[:2])
+    sizes = buckets.sizes_of([c], [s], batch)
+    args = [buckets.pad_items([c], hw_c, batch), buckets.pad_items([s], hw_s, batch), sizes]
+    args += [] if m is None else [buckets.pad_items([m], hw_c, batch, "edge")]
+    prepared = self.programs[m is not None].prepare(self.params, *sharding.place_batch(self.mesh, args[:2]),
+                                                    *sharding.place_batch(self.mesh, args[2:]))
+    pair = Pair(prepared, sizes, s)
+    self.cache.put(key, pair, pair.nbytes())
+    return pair, True
+
+  # --- rendering ----------------------------------------------------------------------------------
+
+  def stylize(self, tab: str, content: Upload, style: Upload, mask: Upload | None,
+              settings: Settings) -> Result:
+    """The picture for these uploads and settings, computing only what changed since this tab's last
+    call; raises ``ImageError`` / ``UsageError`` (one line) for a refused input."""
+    check_settings(settings, self.max_size)
+    if settings.mode == "plain" and mask is not None:
+      raise UsageError("a person mask applies to portrait mode only")
+    with self._lock:
+      ran = []
+      pair, new = self._pair(tab, content, style, mask, settings.size)
+      ran += ["prepare"] * new
+      program = self.programs[mask is not None]
+      rows = settings.controls.as_array()
+      regions = range(portrait.region_count(settings.mode))
+      for r in regions:
+        row = tuple(rows[r].tolist())
+        if pair.regions.get(r, (None,))[0] != row:
+          pair.regions[r] = row, program.transfer(self.params, pair.prepared, rows[r:r + 1])
+          ran.append(f"transfer:{REGIONS[r]}")
+      # Plain mode shows the background alone; the person slot (never rendered yet: the background
+      # again) only fills the composite's blend, which plain mode does not show.
+      images = jnp.concatenate([pair.regions[r if r in pair.regions else 0][1] for r in range(2)])
+      out = program.composite(pair.prepared, images, settings.feather, settings.preserve_color,
+                              sharding.place_batch(self.mesh, pair.sizes))
+      ran.append("composite")
+      out = {k: buckets.crop(np.asarray(v[0]), tuple(pair.sizes[0, :2])) for k, v in out.items()}
+      content_image = buckets.crop(np.asarray(pair.prepared["content"][0]), tuple(pair.sizes[0, :2]))
+    request.check_finite(out, Path(content.label()))
+    portrait_mode = settings.mode == "portrait"
+    return Result(image=out["image"] if portrait_mode else out["background"],
+                  mask=out["mask"] if portrait_mode else None, background=out["background"],
+                  person=out["person"] if portrait_mode else None, content=content_image,
+                  style=pair.style, ran=tuple(ran))
+
+  def save_png(self, image: np.ndarray, name: str = "jaxstyle.png") -> Path:
+    """A lossless PNG of ``image`` in its own folder under ``results_dir`` (the page's download; the
+    system's temporary folder when not set)."""
+    if self.results_dir is None:
+      self.results_dir = Path(tempfile.mkdtemp(prefix="jaxstyle-studio-"))
+    self.results_dir.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=self.results_dir))
+    return image_io.save_image_atomic(folder / name, image)
+
+  def close_tab(self, tab: str) -> None:
+    """Drops everything a closed tab held."""
+    with self._lock:
+      self.cache.drop(lambda key: key[1] == tab)
+      for key in [k for k in self._digests if k[0] == tab]:
+        del self._digests[key]

@@ -1,0 +1,159 @@
+"""The studio's library (``jaxstyle.app.studio``) with tiny random weights: what each control change
+recomputes, the byte budget, hostile uploads, and equality with the CLI's pictures.
+
+The tiny model's three split programs compile once in this module (with the CLI's for the equality).
+"""
+import dataclasses
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxstyle.app import request
+from jaxstyle.app import studio as studio_lib
+from jaxstyle.app import stylize_files
+from jaxstyle.app.request import Request, UsageError
+from jaxstyle.app.studio import ByteLRU, Settings, Upload
+from jaxstyle.io.image_io import ImageError
+from jaxstyle.program import portrait
+
+SIZE = 48
+
+
+@pytest.fixture(autouse=True)
+def no_home_compile_cache(monkeypatch):
+  monkeypatch.setenv("JAXSTYLE_COMPILE_CACHE", "0")
+
+
+def write_image(path, wh, seed):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(np.random.default_rng(seed).integers(0, 256, (wh[1], wh[0], 3), np.uint8)).save(path)
+  return path
+
+
+@pytest.fixture(scope="module")
+def studio(tiny_weights, tmp_path_factory):
+  uploads = tmp_path_factory.mktemp("uploads")
+  return studio_lib.Studio(tiny_weights, forget_under=uploads, log=lambda _: None), uploads
+
+
+@pytest.fixture
+def files(studio, tmp_path):
+  """A content and a style 'uploaded' (under the studio's upload folder, so deleted once read)."""
+  _, uploads = studio
+  sub = uploads / tmp_path.name
+  return Upload(write_image(sub / "me.png", (40, 52), 1)), Upload(write_image(sub / "wave.png", (36, 30), 2))
+
+
+def test_byte_lru_keeps_the_most_recent_within_its_budget():
+  cache = ByteLRU(100)
+  for i in range(5):
+    assert cache.put(i, f"v{i}", 30)
+    assert cache.nbytes <= 100
+  assert [k for k in range(5) if k in cache] == [2, 3, 4] and cache.nbytes == 90
+  assert cache.get(2) == "v2"                     # now the most recent: 3 goes next
+  assert cache.put(5, "v5", 40) and 3 not in cache and 2 in cache and 4 in cache and cache.nbytes == 100
+  assert not cache.put(6, "too big", 101) and 6 not in cache and cache.nbytes == 100
+  cache.put(4, "smaller", 10)                      # replacing an entry re-counts it
+  assert cache.nbytes == 80 and cache.get(4) == "smaller"
+  cache.drop(lambda key: key >= 4)
+  assert len(cache) == 1 and cache.nbytes == 30
+
+
+def test_each_control_recomputes_only_what_it_changes(studio, files):
+  st, _ = studio
+  content, style = files
+  base = Settings(size=SIZE)
+  first = st.stylize("tab", content, style, None, base)
+  assert first.ran == ("prepare", "transfer:background", "transfer:person", "composite")
+  assert not content.path.exists() and not style.path.exists()   # uploads deleted once read
+  steps = [
+      (dataclasses.replace(base, controls=portrait.Controls(alpha_person=0.2)), ("transfer:person",)),
+      (dataclasses.replace(base, controls=portrait.Controls(alpha_person=0.2, w2_background=0.5)),
+       ("transfer:background",)),
+      (dataclasses.replace(base, controls=portrait.Controls(alpha_person=0.2, w2_background=0.5),
+                           feather=0.05, preserve_color=True), ()),
+      (dataclasses.replace(base, controls=portrait.Controls(alpha_person=0.2, w2_background=0.5),
+                           mode="plain"), ()),
+      (dataclasses.replace(base, size=SIZE + 16), ("prepare", "transfer:background", "transfer:person")),
+  ]
+  previous = first.image
+  for settings, ran in steps:
+    out = st.stylize("tab", content, style, None, settings)
+    assert out.ran == (*ran, "composite"), settings
+    assert float(np.abs(out.image - previous).max()) > 1e-3 if out.image.shape == previous.shape else True
+    previous = out.image
+  assert out.image.shape[:2] == (SIZE + 16, round(40 * (SIZE + 16) / 52))
+  plain = st.stylize("tab", content, style, None, dataclasses.replace(base, mode="plain"))
+  assert plain.mask is None and plain.person is None
+  np.testing.assert_array_equal(plain.image, plain.background)
+
+
+def test_the_studio_draws_what_the_cli_writes(studio, tiny_weights, tmp_path):
+  """Same pair, controls, feather and preserve colour: the CLI's PNG is the studio's picture in 8 bits."""
+  st, uploads = studio
+  content = write_image(tmp_path / "me.png", (44, 36), 3)
+  style = write_image(tmp_path / "wave.png", (30, 40), 4)
+  controls = portrait.Controls(alpha_person=0.4, w1_person=0.8)
+  req = Request(content=[str(content)], style=[str(style)], output=str(tmp_path / "out.png"),
+                weights=str(tiny_weights), size=SIZE, controls=controls, feather=0.03, preserve_color=True)
+  stylize_files.run(req, log=lambda _: None, progress=False)
+  cli = np.asarray(Image.open(tmp_path / "out.png"), np.float32) / 255
+  out = st.stylize("cli", Upload(content), Upload(style), None,
+                   Settings(size=SIZE, controls=controls, feather=0.03, preserve_color=True))
+  assert content.exists()                                   # not under the upload folder: kept
+  np.testing.assert_allclose(out.image, cli, atol=1 / 255 + 1e-4)
+
+
+def test_memory_stays_within_the_budget_and_closed_tabs_free_theirs(tiny_weights, tmp_path):
+  st = studio_lib.Studio(tiny_weights, cache_bytes=400_000, log=lambda _: None)
+  style = Upload(write_image(tmp_path / "s.png", (32, 32), 0))
+  for i in range(4):
+    st.stylize("a", Upload(write_image(tmp_path / f"c{i}.png", (40, 48), i)), style, None, Settings(size=SIZE))
+    assert st.cache.nbytes <= 400_000
+  assert sum(key[0] == "pair" for key in st.cache._entries) < 4   # older pairs were evicted
+  st.stylize("b", Upload(tmp_path / "c0.png"), style, None, Settings(size=SIZE))
+  st.close_tab("a")
+  assert {key[1] for key in st.cache._entries} == {"b"}
+
+
+def png_chunk(kind, data):
+  return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_bad_uploads_are_one_line_refusals_and_the_studio_keeps_serving(studio, files, tmp_path, monkeypatch):
+  st, _ = studio
+  content, style = files
+  good = st.stylize("bad", content, style, None, Settings(size=SIZE))
+  (tmp_path / "notes.png").write_text("not a picture")
+  whole = (tmp_path / "whole.png")
+  write_image(whole, (40, 40), 5)
+  (tmp_path / "cut.png").write_bytes(whole.read_bytes()[:200])
+  (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(
+      b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)) + png_chunk(b"IEND", b""))
+  nan = np.full((52, 40), np.nan, np.float32)
+  Image.fromarray(nan, "F").save(tmp_path / "nan.tif")
+  write_image(tmp_path / "big.png", (40, 40), 6)
+  cases = [("notes.png", "content", "not an image"), ("cut.png", "content", "truncated"),
+           ("bomb.png", "style", "decompression bomb"), ("nan.tif", "mask", "NaN")]
+  for name, role, words in cases:
+    args = {"content": content, "style": style, "mask": None, role: Upload(tmp_path / name)}
+    with pytest.raises(ImageError, match=words) as e:
+      st.stylize("bad", args["content"], args["style"], args["mask"], Settings(size=SIZE))
+    assert str(e.value).startswith(f"{name}: ") and "\n" not in str(e.value)
+  monkeypatch.setattr(studio_lib, "MAX_UPLOAD_BYTES", 1000)
+  with pytest.raises(ImageError, match="larger than"):
+    st.stylize("bad", Upload(tmp_path / "big.png"), style, None, Settings(size=SIZE))
+  with pytest.raises(UsageError, match="alpha-person"):
+    st.stylize("bad", content, style, None, Settings(size=SIZE, controls=portrait.Controls(alpha_person=2)))
+  with pytest.raises(UsageError, match="size"):
+    st.stylize("bad", content, style, None, Settings(size=studio_lib.MAX_SIZE + 1))
+  again = st.stylize("bad", content, style, None, Settings(size=SIZE))   # uploads deleted: from memory
+  np.testing.assert_array_equal(again.image, good.image)
+  assert again.ran == ("composite",)
+  st.cache.drop(lambda key: True)
+  with pytest.raises(ImageError, match="upload it again"):
+    st.stylize("bad", content, style, None, Settings(size=SIZE))
+  assert request.MAX_FEATHER == portrait.MAX_FEATHER

@@ -1,0 +1,188 @@
+"""``python -m infer.studio`` in a subprocess on a free loopback port, driven by a real headless Chromium
+(Debian's ``chromium`` + ``chromium-driver``, installed by ``make setup-test``) and by ``gradio_client``.
+
+Tiny random weights at 64 px: the server compiles three small programs on the first request.
+"""
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxstyle.app import request
+from jaxstyle.io import image_io
+
+EXAMPLES = Path(request.DEFAULT_WEIGHTS).parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+WAIT = 240   # seconds for a page change: the first request compiles, and CI shares two cores
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_weights, tmp_path_factory):
+  """The studio as a user starts it, with HOME, TMPDIR and its working folder in fresh folders."""
+  root = tmp_path_factory.mktemp("studio")
+  for sub in ("home", "tmp", "cwd"):
+    (root / sub).mkdir()
+  port = free_port()
+  env = {**os.environ, "HOME": str(root / "home"), "TMPDIR": str(root / "tmp"), "PYTHONPATH": str(ROOT),
+         "JAXSTYLE_COMPILE_CACHE": "0", "JAX_DISABLE_MOST_OPTIMIZATIONS": "true"}
+  log = open(root / "server.log", "w")
+  proc = subprocess.Popen([sys.executable, "-m", "infer.studio", "--port", str(port), "--weights",
+                           str(tiny_weights), "--size", "64"], cwd=root / "cwd", env=env, stdout=log,
+                          stderr=subprocess.STDOUT)
+  url = f"http://127.0.0.1:{port}"
+  deadline = time.monotonic() + WAIT
+  while True:
+    try:
+      urllib.request.urlopen(url, timeout=5).read()
+      break
+    except OSError:
+      if proc.poll() is not None or time.monotonic() > deadline:
+        proc.kill()
+        pytest.fail(f"the studio did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+      time.sleep(0.5)
+  yield url, root
+  proc.terminate()
+  proc.wait(30)
+  log.close()
+  assert not list((root / "tmp").iterdir())   # the server removed its temporary folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+  from selenium import webdriver  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+  options = webdriver.ChromeOptions()
+  options.binary_location = "/usr/bin/chromium"
+  for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1800"):
+    options.add_argument(arg)
+  options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+  driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+  yield driver
+  driver.quit()
+
+
+def wait_for(condition, what: str):
+  deadline = time.monotonic() + WAIT
+  while time.monotonic() < deadline:
+    value = condition()
+    if value:
+      return value
+    time.sleep(0.25)
+  pytest.fail(f"timed out waiting for {what}")
+
+
+def result_src(driver) -> str | None:
+  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
+  images = driver.find_elements(By.CSS_SELECTOR, "#result img")
+  return images[0].get_attribute("src") if images else None
+
+
+def read_image(url: str) -> np.ndarray:
+  return np.asarray(Image.open(io.BytesIO(urllib.request.urlopen(url, timeout=30).read())).convert("RGB"),
+                    np.float32) / 255
+
+
+def test_a_browser_uploads_moves_a_slider_and_survives_a_corrupt_file(server, browser, tmp_path):
+  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.common.keys import Keys  # pylint: disable=g-import-not-at-top
+  url, root = server
+  browser.get(url)
+
+  def upload(elem_id, path):
+    """Drops ``path`` on a file input, clearing the file it holds first (a held file hides the input)."""
+    for clear in browser.find_elements(By.CSS_SELECTOR, f"#{elem_id} button[aria-label=Clear]"):
+      clear.click()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f"#{elem_id} input[type=file]"),
+             f"the file input of {elem_id}")[0].send_keys(str(path))
+
+  mine = tmp_path / "me.png"              # not a bundled example: its upload must not be kept
+  Image.open(EXAMPLES / "content" / "grace_hopper.jpg").save(mine)
+  upload("content", mine)
+  upload("style", EXAMPLES / "styles" / "great_wave.jpg")
+  first_src = wait_for(lambda: result_src(browser), "the first result")
+  first = read_image(first_src)
+  want_hw = np.asarray(Image.open(mine)).shape[:2]
+  assert max(first.shape[:2]) == 64 and abs(first.shape[1] / first.shape[0] - want_hw[1] / want_hw[0]) < 0.05
+  assert first.std() > 0.02                                           # a picture, not a flat fill
+
+  box = browser.find_element(By.CSS_SELECTOR, "#alpha_person input[type=number]")
+  box.clear()
+  box.send_keys("0", Keys.TAB)                                         # the slider's release
+  moved_src = wait_for(lambda: result_src(browser) not in (None, first_src) and result_src(browser),
+                       "the result after moving α (person)")
+  moved = read_image(moved_src)
+  assert moved.shape == first.shape and float(np.abs(moved - first).max()) > 0.02
+
+  whole = EXAMPLES / "content" / "astronaut.jpg"
+  (tmp_path / "broken.jpg").write_bytes(whole.read_bytes()[:3000])
+  upload("content", tmp_path / "broken.jpg")
+  wait_for(lambda: "truncated or corrupt" in browser.find_element(By.TAG_NAME, "body").text,
+           "the error message of a truncated upload")
+  assert "broken.jpg" in browser.find_element(By.TAG_NAME, "body").text
+
+  # The next good request works: the bundled astronaut, picked in the gallery.
+  browser.find_elements(By.CSS_SELECTOR, "#content_examples button.thumbnail-item")[0].click()
+  good_src = wait_for(lambda: result_src(browser) not in (None, moved_src) and result_src(browser),
+                      "the result after the error")
+  good = read_image(good_src)
+  astronaut_hw = np.asarray(Image.open(whole)).shape[:2]
+  assert abs(good.shape[1] / good.shape[0] - astronaut_hw[1] / astronaut_hw[0]) < 0.05
+
+  # A picked example is read but, unlike an upload, its copy stays: the gallery still shows it.
+  for thumbnail in browser.find_elements(By.CSS_SELECTOR, "#content_examples img"):
+    assert read_image(thumbnail.get_attribute("src")).size
+
+  # Offline: every request the page made went to the server itself.
+  hosts = set()
+  for entry in browser.get_log("performance"):
+    message = json.loads(entry["message"])["message"]
+    requested = message.get("params", {}).get("request", {}).get("url", "")
+    if "://" in requested and not requested.startswith(("data:", "blob:")):
+      hosts.add(requested.split("/")[2])
+  assert hosts == {url.split("/")[2]}, hosts
+  # Uploads are read and deleted (the galleries' copies of bundled examples stay); nothing is written
+  # outside the server's temporary folder.
+  assert not list((root / "cwd").iterdir())
+  assert not [p for p in (root / "home").rglob("*") if image_io.is_image(p)]
+  [temp] = list((root / "tmp").glob("jaxstyle-studio-*"))
+  assert not [p for p in temp.rglob("*") if p.name in ("me.png", "broken.jpg") and p.stat().st_size]
+  assert list(temp.rglob("astronaut__great_wave.png"))                    # the download
+
+
+def test_the_api_client_gets_the_same_function(server, tmp_path):
+  from gradio_client import Client, handle_file  # pylint: disable=g-import-not-at-top
+  url, _ = server
+  client = Client(url, verbose=False, download_files=False)
+  api = client.view_api(return_format="dict")["named_endpoints"]["/stylize"]
+  names = [p["parameter_name"] for p in api["parameters"]]
+  assert names[:5] == ["content", "style", "mask", "mode", "size"] and names[-2:] == ["feather", "preserve_color"]
+  out = client.predict(handle_file(EXAMPLES / "content" / "astronaut.jpg"),
+                       handle_file(EXAMPLES / "styles" / "starry_night.jpg"), None, "plain", 64,
+                       1, 1, 1, 1, 0.2, 0.6, 0.01, False, api_name="/stylize")
+  image, download, mask = out[:3]
+  assert mask is None and image["url"].startswith(url)
+  assert max(read_image(download["url"]).shape[:2]) == 64
+  from gradio_client.exceptions import AppError  # pylint: disable=g-import-not-at-top
+  with pytest.raises(AppError, match="greater than maximum"):   # Gradio checks the sliders' ranges
+    client.predict(handle_file(EXAMPLES / "content" / "astronaut.jpg"),
+                   handle_file(EXAMPLES / "styles" / "starry_night.jpg"), None, "portrait", 64,
+                   1, 1, 1, 1, 0.2, 7, 0.01, False, api_name="/stylize")
+  (tmp_path / "notes.png").write_text("not a picture")
+  with pytest.raises(AppError, match="notes.png: not an image file"):       # and the studio the files
+    client.predict(handle_file(tmp_path / "notes.png"), handle_file(EXAMPLES / "styles" / "starry_night.jpg"),
+                   None, "portrait", 64, 1, 1, 1, 1, 0.2, 0.6, 0.01, False, api_name="/stylize")
