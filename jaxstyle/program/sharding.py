@@ -9,7 +9,9 @@ CLI gives each process a mesh of its own devices and its own share of the pairs.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from typing import Any
 
 from absl import logging
@@ -41,12 +43,27 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
                jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+  """File descriptor 1 sent to 2 for a while: Gloo, XLA's CPU collectives, announces its connections
+  on stdout, where a command's results go (the CLI prints the files it wrote there, for scripts)."""
+  sys.stdout.flush()
+  saved = os.dup(1)
+  os.dup2(2, 1)
+  try:
+    yield
+  finally:
+    os.dup2(saved, 1)
+    os.close(saved)
+
+
 def sum_over_processes(x: np.ndarray) -> np.ndarray:
   """``x`` summed over every process of the job (``x`` itself in a single process).
 
   A collective: every process must call it, so it is also a barrier (the CLI's finish line).
   """
-  return np.asarray(multihost_utils.process_allgather(np.asarray(x))).sum(axis=0)
+  with _stdout_to_stderr():
+    return np.asarray(multihost_utils.process_allgather(np.asarray(x))).sum(axis=0)
 
 
 def data_mesh(devices=None) -> Mesh:
