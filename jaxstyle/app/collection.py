@@ -116,7 +116,8 @@ class Summary:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-  """What a run did: the files this process wrote, its counts and those of all processes."""
+  """What a run did: the files this process wrote, its counts and those of all processes, and the seconds
+  this process worked (not counting its wait for the others at the end)."""
   written: list[Path]
   counts: dict[str, int]
   totals: dict[str, int]

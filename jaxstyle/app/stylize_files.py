@@ -298,6 +298,7 @@ def stylize(req: Request, *, log: Callable[[str], None] = _log, progress: bool |
                                       log=log, progress=progress)
     counts = {DONE: len(written), SKIPPED: 0, FAILED: 0}
     return Report(written, counts, counts, time.perf_counter() - start)
+  sharding.sum_over_processes(np.zeros(1))   # the start line, where the processes' collectives connect
   contents = expand_inputs(req.content, "--content", req.tfds_data_dir)
   style_items = expand_inputs(req.style, "--style", req.tfds_data_dir)
   if req.mask and len(contents) != 1:
@@ -324,10 +325,10 @@ def stylize(req: Request, *, log: Callable[[str], None] = _log, progress: bool |
     pipeline = Pipeline(req, contents, style_items, styles, summary, strict=len(jobs) == 1, log=log,
                         progress=progress)
     written = pipeline.run(todo) if todo else []
-  counts = summary.counts
+  counts, seconds = summary.counts, time.perf_counter() - start   # this process's work, not the wait below
   totals = sharding.sum_over_processes(np.asarray([counts[s] for s in collection.STATUSES]))
-  return Report(written, counts, dict(zip(collection.STATUSES, map(int, totals))),
-                time.perf_counter() - start, summary_path, summary.first_failure, process, processes)
+  return Report(written, counts, dict(zip(collection.STATUSES, map(int, totals))), seconds, summary_path,
+                summary.first_failure, process, processes)
 
 
 def outcome(job: Job, contents: Sequence[Input], styles: Sequence[Input], status: str, seconds: float,

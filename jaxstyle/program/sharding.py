@@ -60,7 +60,11 @@ def _stdout_to_stderr():
 def sum_over_processes(x: np.ndarray) -> np.ndarray:
   """``x`` summed over every process of the job (``x`` itself in a single process).
 
-  A collective: every process must call it, so it is also a barrier (the CLI's finish line).
+  A collective: every process must call it, so it is also a barrier (the CLI's start and finish lines).
+  Gloo, XLA's CPU collectives, connects the processes at their first collective and gives up there when
+  one is 30 s late; once connected, a collective waits for the last process however long it takes. So
+  make a first call where the processes are together (right after start-up), before one where they
+  may arrive minutes apart.
   """
   with _stdout_to_stderr():
     return np.asarray(multihost_utils.process_allgather(np.asarray(x))).sum(axis=0)
