@@ -20,8 +20,8 @@ raised as an error too; where its global limit is lower, it wins).
 decoding). ``atomic_path`` is the project's one atomic writer (a temporary file in the target folder,
 synced, then ``os.replace``); ``save_image_atomic`` writes images through it and refuses to write over
 any input; ``is_complete`` tells a whole file from a cut one and ``remove_partials`` clears the
-temporary files a killed writer left. ``IMAGE_SUFFIXES`` is the one list of image suffixes and ``decode_uint8`` the training pipelines' reader,
-sharing ``load_image``'s decoding.
+temporary files a killed writer left. ``IMAGE_SUFFIXES`` is the one list of image suffixes and
+``decode_uint8`` the training pipelines' reader, sharing ``load_image``'s decoding.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ RESAMPLE_IMAGE = Image.Resampling.LANCZOS
 RESAMPLE_MASK = Image.Resampling.BILINEAR   # no ringing at mask edges
 PathLike = str | os.PathLike
 PARTIAL = ".partial"   # in the names of ``atomic_path``'s temporary files
-_PARTIAL_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]+\.partial(?P<suffix>\.[^.]*|)")
+_PARTIAL_NAME = re.compile(rf"\.(?P<name>.+)\.[a-z0-9_]+{re.escape(PARTIAL)}(?P<suffix>\.[^.]*|)")
 # The one list of accepted image suffixes (CLI folders, training folders, packing scripts).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                             ".pgm", ".pnm"})
