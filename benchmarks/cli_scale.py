@@ -41,13 +41,19 @@ def cli(args: list[str], cache: Path) -> tuple[float, float, str]:
   return seconds, cpu_seconds() - cpu, proc.stderr
 
 
-def main() -> None:
+def portraits_parser(n: int) -> argparse.ArgumentParser:
+  """The flags of the CLI benchmarks: the first ``--n`` of ``--portraits`` × ``--styles`` at ``--size``."""
   p = argparse.ArgumentParser()
   p.add_argument("--portraits", required=True)
   p.add_argument("--styles", nargs="+", required=True)
-  p.add_argument("--n", type=int, default=13)
+  p.add_argument("--n", type=int, default=n)
   p.add_argument("--size", type=int, default=384)
   p.add_argument("--weights", default=None)
+  return p
+
+
+def main() -> None:
+  p = portraits_parser(13)
   p.add_argument("--skip-folder", action="store_true")
   a = p.parse_args()
   portraits = sorted(f for f in Path(a.portraits).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)[:a.n]

@@ -43,7 +43,6 @@ from jaxstyle.nets import model as model_lib
 from jaxstyle.program import portrait
 from jaxstyle.program import profiling
 from jaxstyle.program import sharding
-from jaxstyle.training import distributed
 
 MIB = 2**20
 
@@ -543,7 +542,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> list[dict]:
   args = parse_args(argv)
-  distributed.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+  sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
   lead = jax.process_index() == 0
   say = (lambda *a: print(*a, flush=True)) if lead else (lambda *a: None)
   t_start = time.perf_counter()

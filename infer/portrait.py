@@ -2,11 +2,18 @@
 
     python -m infer.portrait --content me.jpg --style starry.jpg --output me_starry.png
     python -m infer.portrait --content photos/ --style styles/ --output out --sheet --save-mask
+    python -m infer.portrait --content list.txt --style styles/ --output out \
+        --coordinator_address host0:1234 --num_processes 2 --process_id 0     # and 1 on the other host
 
-Parses flags and calls ``jaxstyle.app.stylize_files.run``. Every refusal (an unreadable or non-finite image,
-missing or broken weights, options out of range or that do not fit together, an unwritable output
-folder, a non-finite result) prints one line ``error: ...`` to stderr and exits with status 2;
-tracebacks only with ``--debug`` or ``JAXSTYLE_DEBUG=1`` (``jaxstyle.io.cli``).
+Parses flags, joins the ``jax.distributed`` job when asked (the trainers' flags, or
+``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``), and calls
+``jaxstyle.app.stylize_files.stylize``; prints the files written (one a line, on stdout) and a line with
+the pairs done, skipped and failed. Every refusal (an unreadable or non-finite image in a run of one
+pair, an unreadable style, missing or broken weights, options out of range or that do not fit together,
+an unwritable output folder, a non-finite result) prints one line ``error: ...`` to stderr and exits
+with status 2; so does a collection in which pairs failed, after every other pair was written (each
+failure's reason is in the run summary). Tracebacks only with ``--debug`` or ``JAXSTYLE_DEBUG=1``
+(``jaxstyle.io.cli``).
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import dataclasses
 import sys
 from typing import Sequence
 
+from jaxstyle.app import collection
 from jaxstyle.app import request
 from jaxstyle.app import stylize_files
 from jaxstyle.app.request import Request
@@ -22,19 +30,22 @@ from jaxstyle.io import cli
 from jaxstyle.io.cli import UsageError
 from jaxstyle.io.image_io import ImageError
 from jaxstyle.io.weights import WeightsError
+from jaxstyle.program import sharding
 from jaxstyle.program.portrait import Controls
 
 DEFAULTS = Request(content=(), style=())
 # MemoryError: a host allocation the checks did not foresee still ends as one line.
-REFUSALS = (ImageError, WeightsError, UsageError, MemoryError)
+REFUSALS = (ImageError, WeightsError, UsageError, collection.PairsFailed, MemoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:
   p = cli.ArgumentParser(prog="python -m infer.portrait", description=__doc__.split("\n\n")[0])
   p.add_argument("--content", nargs="+", required=True, metavar="PATH",
-                 help="content image(s) and/or folder(s) of images")
+                 help="content image(s), folder(s) of images, .txt list(s) of paths (one a line) and/or "
+                      "tfds:NAME[:SPLIT] datasets (array_record)")
   p.add_argument("--style", nargs="+", required=True, metavar="PATH",
-                 help="style image(s) and/or folder(s); every content is paired with every style")
+                 help="style image(s), folder(s), lists or datasets; every content is paired with "
+                      "every style")
   p.add_argument("--output", "-o", default=DEFAULTS.output, metavar="PATH",
                  help="folder for CONTENT__STYLE.png, or one file (e.g. out.jpg) for a single pair")
   p.add_argument("--weights", default=DEFAULTS.weights, metavar="DIR",
@@ -54,6 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
                  help="compute dtype (%(default)s); params stay float32")
   p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
                  help="pairs per program call, rounded up to the device count (0: one per device)")
+  p.add_argument("--overwrite", action="store_true",
+                 help="redo pairs whose outputs exist (by default a rerun skips them)")
+  # The command keeps a record by default; a library caller gets it from the returned report.
+  p.add_argument("--summary", default=collection.AUTO, metavar="FILE",
+                 help=f"JSON lines, one per pair: input, style, output, status, seconds, reason "
+                      f"(default: OUTPUT/{collection.SUMMARY_NAME} when there are several pairs; "
+                      "NAME.process-I-of-N.jsonl with several processes)")
+  p.add_argument("--io-threads", type=int, default=DEFAULTS.io_threads, metavar="N",
+                 help="threads decoding inputs (and one writing outputs) while the program computes; "
+                      "0: decode, compute and write in turn (%(default)s)")
+  p.add_argument("--tfds-data-dir", default=DEFAULTS.tfds_data_dir, metavar="DIR",
+                 help="where tfds:NAME inputs are prepared (default: tfds' own)")
+  p.add_argument("--coordinator_address", metavar="HOST:PORT",
+                 help="process 0's address: with --num_processes, each process stylises its share of "
+                      "the pairs (also: JAX_COORDINATOR_ADDRESS)")
+  p.add_argument("--num_processes", type=int, help="processes in the job (also: JAX_NUM_PROCESSES)")
+  p.add_argument("--process_id", type=int, help="this process's index, 0.. (also: JAX_PROCESS_ID)")
   p.add_argument("--save-mask", nargs="?", const=True, default=False, metavar="DIR",
                  help="also write the mask: NAME.mask.png next to the output, or DIR/NAME.png")
   p.add_argument("--sheet", nargs="?", const=True, default=False, metavar="DIR",
@@ -80,8 +108,13 @@ def request_from_args(args: argparse.Namespace) -> Request:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-  written = stylize_files.run(request_from_args(build_parser().parse_args(argv)))
-  print("\n".join(map(str, written)))   # one written file a line, for scripts
+  args = build_parser().parse_args(argv)
+  sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+  report = stylize_files.stylize(request_from_args(args))
+  if report.written:
+    print("\n".join(map(str, report.written)))   # one written file a line, for scripts
+  print(report.line(), file=sys.stderr)
+  report.raise_for_failures()
   return 0
 
 

@@ -310,3 +310,53 @@ def test_atomic_path_replaces_whole_file_or_nothing(tmp_path):
       tmp.write_bytes(b"partial")
       raise RuntimeError("interrupted")
   assert target.read_bytes() == b"new" and os.listdir(target.parent) == ["clip.mp4"]
+
+
+# --- headers, whole files and what a killed writer leaves ------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "zero_bytes", "text_as_jpg", "bomb_pil",
+                                  "bomb_limit", "too_small"])
+def test_probe_refuses_what_the_header_shows(tmp_path, case):
+  path, _, words = _bad_files(tmp_path)[case]
+  with pytest.raises(ImageError, match=words):
+    image_io.probe_hw(path)
+
+
+def test_probe_gives_load_image_shape_without_decoding(tmp_path):
+  exif = Image.Exif()
+  exif[0x0112] = 6                                       # a quarter turn: sides swapped when upright
+  Image.fromarray(quadrants(32, 48)).save(tmp_path / "r.jpg", exif=exif.tobytes())
+  Image.fromarray(quadrants(50, 30)).save(tmp_path / "p.png")
+  png = (tmp_path / "p.png").read_bytes()
+  (tmp_path / "cut.png").write_bytes(png[:len(png) // 2])
+  for name in ("r.jpg", "p.png"):
+    for size in (None, 40, 27):
+      assert image_io.probe_hw(tmp_path / name, size) == image_io.load_image(tmp_path / name, size).shape[:2]
+  assert image_io.probe_hw(tmp_path / "r.jpg") == (48, 32)
+  assert image_io.probe_hw(tmp_path / "cut.png") == (50, 30)     # only a decode finds the cut
+  with pytest.raises(ImageError, match="too small"):
+    image_io.probe_hw(tmp_path / "p.png", 20)                    # 20x12, as load_image refuses it
+  with pytest.raises(ImageError, match="^record 7: not an image file"):
+    image_io.probe_hw(image_io.NamedBytes(b"garbage", "record 7"))
+  with pytest.raises(ImageError, match="^record 7: truncated"):
+    image_io.load_image(image_io.NamedBytes(png[:len(png) // 2], "record 7"))
+
+
+def test_is_complete_and_remove_partials(tmp_path):
+  image_io.save_image_atomic(tmp_path / "a.png", quadrants())
+  png = (tmp_path / "a.png").read_bytes()
+  (tmp_path / "cut.png").write_bytes(png[:-20])
+  (tmp_path / "empty.png").write_bytes(b"")
+  assert image_io.is_complete(tmp_path / "a.png")
+  assert not any(image_io.is_complete(tmp_path / n) for n in ("cut.png", "empty.png", "none.png"))
+  # What a kill inside atomic_path leaves: its temporary file, named after the target.
+  left = [tmp_path / ".a.png.k2j4_9xz.partial.png", tmp_path / ".b.png.abcdefgh.partial.png"]
+  others = [tmp_path / ".c.png.abcdefgh.partial.png", tmp_path / ".a.png.abcdefgh.partial.jpg"]
+  for p in left + others:
+    p.write_bytes(b"half")
+  with image_io.atomic_path(tmp_path / "x.png") as tmp:
+    assert image_io.partial_target(tmp.name) == "x.png"
+  assert image_io.remove_partials([tmp_path / "a.png", tmp_path / "b.png", tmp_path / "gone" / "d.png"]) == 2
+  assert sorted(os.listdir(tmp_path)) == sorted(["a.png", "cut.png", "empty.png", "x.png"] +
+                                                [p.name for p in others])

@@ -96,8 +96,9 @@ def check_same_losses(one: dict, two: dict, logs: list[str]) -> None:
 
 STOP_LOOP = textwrap.dedent("""
     import sys, time
+    from jaxstyle.program import sharding
     from jaxstyle.training import distributed
-    distributed.initialize_distributed(sys.argv[1], 2, int(sys.argv[2]))
+    sharding.initialize_distributed(sys.argv[1], 2, int(sys.argv[2]))
     with distributed.StopFlag() as stop:
       for step in range(6000):          # a minute at most
         if stop.should_stop(step):

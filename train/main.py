@@ -68,7 +68,7 @@ def refusals() -> tuple[type[BaseException], ...]:
 def start(argv: list[str], holders: dict[str, flags.FlagHolder], train_and_evaluate: Callable) -> int:
   if len(argv) > 1:
     raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from jaxstyle.training import distributed  # pylint: disable=g-import-not-at-top
+  from jaxstyle.program import sharding  # pylint: disable=g-import-not-at-top
   config = holders["config"].value
   config.to_dict()          # a config file that failed to load raises only when first used
   workdir = Path(holders["workdir"].value)
@@ -76,8 +76,8 @@ def start(argv: list[str], holders: dict[str, flags.FlagHolder], train_and_evalu
     workdir.mkdir(parents=True, exist_ok=True)
   except OSError as e:
     raise cli.UsageError(f"--workdir {workdir}: cannot create it ({e.strerror})") from None
-  distributed.initialize_distributed(holders["coordinator_address"].value, holders["num_processes"].value,
-                                     holders["process_id"].value)
+  sharding.initialize_distributed(holders["coordinator_address"].value, holders["num_processes"].value,
+                                  holders["process_id"].value)
   logging.info("config:\n%s", config)
   train_and_evaluate(config, str(workdir))
   return 0

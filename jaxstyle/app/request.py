@@ -35,6 +35,7 @@ MAX_SIZE = math.isqrt(image_io.MAX_PIXELS)   # --size: a square picture of this 
 MAX_FEATHER = portrait.MAX_FEATHER
 ALPHA_RANGE = (0.0, 1.0)   # 0 = SANet's identity transfer T(c, c), 1 = full transfer
 W_RANGE = (0.0, 4.0)       # attention weights: 0 drops a scale; beyond a few the features saturate
+MAX_IO_THREADS = 64        # each holds a decoded content; more only fills memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +55,10 @@ class Request:
   save_mask: bool | str = False          # True: next to each output; a str: into that folder
   sheet: bool | str = False
   batch_size: int = 0                    # pairs per program call; 0: one per device
+  overwrite: bool = False                # redo pairs whose outputs exist (else they are skipped)
+  summary: str | None = None             # JSON lines of every pair; "auto": OUTPUT/run_summary.jsonl
+  io_threads: int = 4                    # decode and write beside the program; 0: all in turn
+  tfds_data_dir: str | None = None       # where tfds:NAME inputs are prepared (None: tfds' default)
 
 
 def check_request(req: Request) -> None:
@@ -69,6 +74,8 @@ def check_request(req: Request) -> None:
                      f"not {req.feather}")
   if req.batch_size < 0:
     raise UsageError(f"--batch-size must be >= 0, not {req.batch_size}")
+  if not 0 <= req.io_threads <= MAX_IO_THREADS:
+    raise UsageError(f"--io-threads must be 0..{MAX_IO_THREADS}, not {req.io_threads}")
   check_controls(req.controls)
   if req.mode == "plain" and (req.mask or req.save_mask):
     raise UsageError("--mask and --save-mask apply to --mode portrait only")
@@ -111,10 +118,14 @@ def needed_networks(mode: str, user_mask: bool) -> list[str]:
 
 def load_params(req: Request, user_mask: bool
                 ) -> tuple[model_lib.Params, model_lib.ModelConfig, jax.sharding.Mesh]:
-  """The params a run needs (``needed_networks``), checked and replicated over ``sharding.data_mesh()``;
-  the model config at the request's dtype; the mesh."""
+  """The params a run needs (``needed_networks``), checked and replicated over this process's devices;
+  the model config at the request's dtype; the mesh.
+
+  The mesh holds only this process's devices: in a job of several processes each stylises its own
+  share, and a program over every process's devices would make each call a collective they all join.
+  """
   params, cfg = loading.load(req.weights, needed_networks(req.mode, user_mask), dtype=req.dtype)
-  mesh = sharding.data_mesh()
+  mesh = sharding.data_mesh(jax.local_devices())
   return jax.device_put(params, sharding.replicated(mesh)), cfg, mesh
 
 

@@ -2,15 +2,28 @@
 
     run(Request(content=["photos/"], style=["styles/"], output="out", sheet=True))
 
-- Inputs: ``content`` and ``style`` each name files and/or folders (a folder gives its image files, sorted
-  by name, hidden files skipped); every content is paired with every style, content-major.
+- Inputs (``sources.py``): ``content`` and ``style`` each name files, folders, ``.txt`` lists of paths
+  and ``tfds:NAME[:SPLIT]`` datasets; every content is paired with every style, content-major.
 - Outputs: ``OUTPUT/CONTENT__STYLE.png``, or exactly ``OUTPUT`` when there is one pair and ``OUTPUT``
   has an image suffix. ``save_mask`` / ``sheet``: ``True`` writes ``NAME.mask.png`` / ``NAME.sheet.png``
   next to the output, a folder writes ``FOLDER/NAME.png``. Every file is written atomically; no output
   may be an input, and no two outputs may share a path (checked before anything runs).
+- Collections (``collection.py``): each process of a ``jax.distributed`` job
+  (``sharding.initialize_distributed``) takes a contiguous share of the pairs and runs it on its own
+  devices; processes meet only at the start and at the end, where they add up their counts. Pairs whose
+  files are whole already are skipped (``overwrite`` redoes them). A content that cannot be read (not an
+  image, truncated, a bomb, NaN) fails its pairs, each recorded with the one-line reason in the run
+  summary, and the run goes on; ``run`` raises ``PairsFailed`` at the end when any failed. A run of one
+  pair refuses a bad content at once, as a single command always has. Styles (and ``mask``) are read
+  before anything runs and a bad one is refused: every pair of that style would fail.
+- Pipeline: the contents' headers are read first (``image_io.probe_hw``, no pixels decoded) to group the
+  pairs by shape bucket; Grain then decodes the contents on ``io_threads`` threads ahead of the program,
+  and one thread writes each batch's files while the next batch computes (``io_threads=0``: decoding,
+  computing and writing take turns on one thread). A kill loses at most the batch computing and the one
+  being written.
 - Batching: pairs are grouped by shape bucket (``buckets.py``: content sides rounded up to multiples of
   128, styles padded to one square), and each group runs through the one jitted program of
-  ``portrait.make_program`` over ``sharding.data_mesh()``, in batches padded (repeating the last pair)
+  ``portrait.make_program`` over this process's devices, in batches padded (repeating the last pair)
   to the group's batch size, a multiple of the device count. Padding is reflection at the bottom/right;
   the program is told each picture's valid size (padded positions are never attention keys nor in
   SANet's statistics), and every output is cropped back to its content's exact size. A folder of mixed
@@ -22,25 +35,34 @@
   from ``jaxstyle.checkpoints.pretrained``'s cache when the manifest says so. Missing weights are an error that says
   how to get them: a picture from random weights is never made.
 
-Errors meant for the user are ``ImageError`` (an input or output file), ``WeightsError`` (the weights) and
-``UsageError`` (options that do not fit together; ``request.py`` holds the checks); each has a one-line
-message.
+Errors meant for the user are ``ImageError`` (an input or output file), ``WeightsError`` (the weights),
+``UsageError`` (options that do not fit together; ``request.py`` holds the checks) and ``PairsFailed``;
+each has a one-line message.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import itertools
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterator, Sequence
 
+import grain
+import jax
 import numpy as np
 from tqdm import tqdm
 
+from jaxstyle.app import collection
+from jaxstyle.app import sources
 from jaxstyle.app import stylize_video
+from jaxstyle.app.collection import DONE, FAILED, SKIPPED, Outcome, Report, Summary
 from jaxstyle.app.request import (Request, UsageError, check_finite, check_request, check_writable_paths,
                                   load_params, out_of_memory_as_usage_error, per_call, stylize_batch)
+from jaxstyle.app.sources import Input, expand_inputs
 from jaxstyle.io import image_io
 from jaxstyle.io import video
 from jaxstyle.io.image_io import IMAGE_SUFFIXES, ImageError
@@ -48,6 +70,9 @@ from jaxstyle.io.sheet import comparison_sheet, sheet_panels
 from jaxstyle.program import buckets
 from jaxstyle.program import compile_cache
 from jaxstyle.program import portrait
+from jaxstyle.program import sharding
+
+Bucket = tuple[tuple[int, int], tuple[int, int]]   # (content bucket, style bucket): one program
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,31 +84,14 @@ class Job:
   mask: Path | None
   sheet: Path | None
 
+  @property
+  def outputs(self) -> list[Path]:
+    return [p for p in (self.image, self.mask, self.sheet) if p]
+
 
 def check_writable(jobs: Sequence[Job]) -> None:
   """Every output folder is, or can be made, a writable folder: found before any computing."""
-  check_writable_paths([p for job in jobs for p in (job.image, job.mask, job.sheet) if p])
-
-
-def expand_inputs(paths: Iterable[str], flag: str) -> list[Path]:
-  """Files as given and the image files of folders (sorted by name), without repeats."""
-  files: list[Path] = []
-  for path in map(Path, paths):
-    if path.is_dir():
-      found = sorted((f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
-                      and not f.name.startswith(".") and f.is_file()), key=lambda f: f.name)
-      if not found:
-        raise UsageError(f"{flag} {path}: the folder holds no image files "
-                         f"({' '.join(sorted(IMAGE_SUFFIXES))})")
-      files += found
-    elif path.exists():
-      files.append(path)
-    else:
-      raise ImageError(f"{path}: no such file or folder")
-  unique: dict[Path, Path] = {}
-  for f in files:
-    unique.setdefault(f.resolve(), f)
-  return list(unique.values())
+  check_writable_paths([p for job in jobs for p in job.outputs])
 
 
 def side_path(where: bool | str, image: Path, kind: str) -> Path | None:
@@ -98,7 +106,7 @@ def side_path(where: bool | str, image: Path, kind: str) -> Path | None:
   return Path(where) / f"{image.stem}.png"
 
 
-def plan_jobs(contents: Sequence[Path], styles: Sequence[Path], req: Request) -> list[Job]:
+def plan_jobs(contents: Sequence[Input], styles: Sequence[Input], req: Request) -> list[Job]:
   """One ``Job`` per pair, content-major; refuses outputs that are inputs or that collide."""
   out = Path(req.output)
   names_a_file = out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
@@ -111,11 +119,12 @@ def plan_jobs(contents: Sequence[Path], styles: Sequence[Path], req: Request) ->
     image = out if names_a_file else out / f"{content.stem}__{style.stem}.png"
     jobs.append(Job(c, s, image, side_path(req.save_mask, image, "mask"),
                     side_path(req.sheet, image, "sheet")))
-  inputs = [*contents, *styles, *([Path(req.mask)] if req.mask else [])]
+  files = [p for p in (*contents, *styles, *([Path(req.mask)] if req.mask else [])) if isinstance(p, Path)]
+  inputs = set().union(*map(image_io.file_ids, files))
   seen: dict[Path, Path] = {}
   for job in jobs:
-    for path in filter(None, (job.image, job.mask, job.sheet)):
-      if any(image_io.same_file(path, p) for p in inputs):
+    for path in job.outputs:
+      if image_io.file_ids(path) & inputs:
         raise UsageError(f"{path}: refusing to overwrite an input image (choose another --output)")
       key = path.resolve()
       if key in seen:
@@ -125,18 +134,132 @@ def plan_jobs(contents: Sequence[Path], styles: Sequence[Path], req: Request) ->
   return jobs
 
 
-# --- running ----------------------------------------------------------------------------------------
+# --- the pipeline ------------------------------------------------------------------------------------
 
 
-def group_jobs(jobs: Sequence[Job], contents: Sequence[np.ndarray],
-               styles: Sequence[np.ndarray]) -> dict[tuple, list[Job]]:
-  """Jobs by (content bucket, style bucket) (``buckets.py``), in order of first appearance."""
-  groups: dict[tuple, list[Job]] = {}
-  for job in jobs:
-    key = (buckets.content_bucket(contents[job.content].shape[:2]),
-           buckets.style_bucket(styles[job.style].shape[:2]))
-    groups.setdefault(key, []).append(job)
-  return groups
+def threaded_map(fn: Callable, items: Sequence, threads: int) -> Iterator:
+  """``map(fn, items)`` in order, computed by ``threads`` Grain threads a few items ahead of the caller
+  (``threads`` = 0: in the caller's thread, one at a time)."""
+  options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads)
+  return iter(grain.MapDataset.source(items).map(fn).to_iter_dataset(options))
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+  """A content and its pairs of one bucket: decoded once for all of them."""
+  content: Input
+  jobs: tuple[Job, ...]
+  bucket: Bucket
+  hw: tuple[int, int]   # the content's size, from its header
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+  unit: Unit
+  pixels: np.ndarray | None
+  error: ImageError | None
+  seconds: float
+
+
+def attempt(fn: Callable, *args) -> tuple[object | None, ImageError | None, float]:
+  """``(fn(*args), None, seconds)``, or ``(None, the ImageError, seconds)``."""
+  start = time.perf_counter()
+  try:
+    return fn(*args), None, time.perf_counter() - start
+  except ImageError as e:
+    return None, e, time.perf_counter() - start
+
+
+def plan_units(todo: Sequence[Job], contents: Sequence[Input], styles: Sequence[np.ndarray], size: int,
+               threads: int, fail: Callable[[Sequence[Job], ImageError, float], None]) -> list[Unit]:
+  """``todo`` as units grouped by bucket (in order of first appearance), from the contents' headers;
+  the pairs of a content whose header is refused go to ``fail``."""
+  by_content = {c: list(group) for c, group in itertools.groupby(todo, key=lambda j: j.content)}
+  order = list(by_content)
+  probes = threaded_map(lambda c: attempt(sources.probe, contents[c], size), order, threads)
+  groups: dict[Bucket, list[Unit]] = {}
+  for c, (hw, error, seconds) in zip(order, probes):
+    if error is not None:
+      fail(by_content[c], error, seconds)
+      continue
+    for style_key, jobs in itertools.groupby(by_content[c],
+                                             key=lambda j: buckets.style_bucket(styles[j.style].shape[:2])):
+      key = (buckets.content_bucket(hw), style_key)
+      groups.setdefault(key, []).append(Unit(contents[c], tuple(jobs), key, hw))
+  return [unit for units in groups.values() for unit in units]
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+  """A decoded pair waiting for its program call."""
+  job: Job
+  content: np.ndarray
+  seconds: float   # its share of decoding
+
+
+class Batcher:
+  """Decoded pairs collected per bucket into program calls: a full batch goes at once, a bucket's last
+  partial batch as soon as its last planned pair has arrived (or at the end, for a picture whose decoded
+  size was not the one its header promised)."""
+
+  def __init__(self, planned: dict[Bucket, int], batch_size: int, devices: int):
+    self.planned, self.left = planned, dict(planned)
+    self.batch_size, self.devices = batch_size, devices
+    self.pending: dict[Bucket, list[Item]] = {}
+
+  def batch(self, key: Bucket) -> int:
+    """The bucket's batch: ``batch_size``, or fewer (a multiple of the devices) for a small bucket."""
+    return min(self.batch_size, -(-max(self.planned.get(key, 1), 1) // self.devices) * self.devices)
+
+  def add(self, key: Bucket, item: Item) -> Iterator[tuple[Bucket, list[Item]]]:
+    self.pending.setdefault(key, []).append(item)
+    if len(self.pending[key]) == self.batch(key):
+      yield key, self.pending.pop(key)
+
+  def arrived(self, planned_key: Bucket, n: int) -> Iterator[tuple[Bucket, list[Item]]]:
+    self.left[planned_key] -= n
+    if self.left[planned_key] == 0 and planned_key in self.pending:
+      yield planned_key, self.pending.pop(planned_key)
+
+  def rest(self) -> Iterator[tuple[Bucket, list[Item]]]:
+    while self.pending:
+      yield self.pending.popitem()
+
+
+class Writer:
+  """Writes batches on one background thread while the next batch computes (or in the caller's thread
+  when not ``background``). At most one batch waits to be written, so a kill loses at most that one and
+  the one computing; an error in a write is raised by the next ``submit`` or on leaving the ``with``,
+  which always waits for the write in flight."""
+
+  def __init__(self, background: bool):
+    self._pool = concurrent.futures.ThreadPoolExecutor(1) if background else None
+    self._pending: concurrent.futures.Future | None = None
+
+  def submit(self, fn: Callable, *args) -> None:
+    self.wait()
+    if self._pool is None:
+      fn(*args)
+    else:
+      self._pending = self._pool.submit(fn, *args)
+
+  def wait(self) -> None:
+    if self._pending is not None:
+      pending, self._pending = self._pending, None
+      pending.result()
+
+  def __enter__(self) -> Writer:
+    return self
+
+  def __exit__(self, exc_type, *exc) -> None:
+    try:
+      if exc_type is None:
+        self.wait()
+      elif self._pending is not None:   # already failing: let the write finish, keep the first error
+        concurrent.futures.wait([self._pending])
+    finally:
+      if self._pool is not None:
+        self._pool.shutdown()
 
 
 def write_outputs(job: Job, out: dict[str, np.ndarray], controls: portrait.Controls, content: np.ndarray,
@@ -157,56 +280,162 @@ def _log(message: str) -> None:
   tqdm.write(message, file=sys.stderr)
 
 
-def run(req: Request, *, log: Callable[[str], None] = _log, progress: bool | None = None) -> list[Path]:
-  """Stylises every (content, style) pair of ``req``; returns the files written, in order.
+def stylize(req: Request, *, log: Callable[[str], None] = _log, progress: bool | None = None) -> Report:
+  """Stylises this process's share of the (content, style) pairs of ``req``; returns the ``Report``.
 
-  ``progress``: a tqdm bar with ETA on stderr (None: only on a terminal).
+  ``progress``: a tqdm bar with images/s and ETA on stderr (None: only on a terminal).
   """
+  start = time.perf_counter()
   check_request(req)
   compile_cache.enable(log)
+  process, processes = jax.process_index(), jax.process_count()
   if any(video.is_video(p) for p in req.content):
     if len(req.content) != 1 or Path(req.content[0]).is_dir():
       raise UsageError("give one video as --content (a video is stylised on its own)")
-    return stylize_video.run_video(req, Path(req.content[0]), expand_inputs(req.style, "--style"), log=log,
-                           progress=progress)
-  content_paths = expand_inputs(req.content, "--content")
-  style_paths = expand_inputs(req.style, "--style")
-  if req.mask and len(content_paths) != 1:
+    if processes > 1:
+      raise UsageError("a video is stylised by one process: start it without --num_processes")
+    written = stylize_video.run_video(req, Path(req.content[0]), expand_inputs(req.style, "--style"),
+                                      log=log, progress=progress)
+    counts = {DONE: len(written), SKIPPED: 0, FAILED: 0}
+    return Report(written, counts, counts, time.perf_counter() - start)
+  sharding.sum_over_processes(np.zeros(1))   # the start line, where the processes' collectives connect
+  contents = expand_inputs(req.content, "--content", req.tfds_data_dir)
+  style_items = expand_inputs(req.style, "--style", req.tfds_data_dir)
+  if req.mask and len(contents) != 1:
     raise UsageError(f"--mask is one person's mask: give exactly one --content image, "
-                     f"not {len(content_paths)}")
-  jobs = plan_jobs(content_paths, style_paths, req)
+                     f"not {len(contents)}")
+  jobs = plan_jobs(contents, style_items, req)
+  summary_path = collection.summary_path(req.summary, req.output, len(jobs), process, processes)
   check_writable(jobs)
-  inputs = [*content_paths, *style_paths, *([Path(req.mask)] if req.mask else [])]
-  params, cfg, mesh = load_params(req, bool(req.mask))
+  check_writable_paths([summary_path] if summary_path else [])
+  mine = collection.share(jobs, process, processes)
+  image_io.remove_partials(p for job in mine for p in job.outputs)
+  todo = list(mine) if req.overwrite else [j for j in mine if not collection.is_done(j.outputs)]
+  if processes > 1:
+    log(f"process {process} of {processes}: {len(mine)} of {len(jobs)} pairs, "
+        f"{jax.local_device_count()} device(s) of its own")
+  if len(todo) < len(mine):
+    log(f"{len(mine) - len(todo)} of {len(mine)} pairs are written already: skipped "
+        "(--overwrite redoes them)")
+  styles = [sources.read(s, req.size or None) for s in style_items]   # a bad style is refused here
+  with Summary(summary_path) as summary:
+    pending = set(todo)
+    for job in (j for j in mine if j not in pending):
+      summary.add(outcome(job, contents, style_items, SKIPPED, 0.0))
+    pipeline = Pipeline(req, contents, style_items, styles, summary, strict=len(jobs) == 1, log=log,
+                        progress=progress)
+    written = pipeline.run(todo) if todo else []
+  counts, seconds = summary.counts, time.perf_counter() - start   # this process's work, not the wait below
+  totals = sharding.sum_over_processes(np.asarray([counts[s] for s in collection.STATUSES]))
+  return Report(written, counts, dict(zip(collection.STATUSES, map(int, totals))), seconds, summary_path,
+                summary.first_failure, process, processes)
 
-  contents = [image_io.load_image(p, req.size or None) for p in content_paths]
-  styles = [image_io.load_image(p, req.size or None) for p in style_paths]
-  user_mask = image_io.load_mask(req.mask, contents[0].shape[:2]) if req.mask else None
 
-  program = portrait.make_program(cfg, mesh, mode=req.mode, feather=req.feather,
-                                  keep_color=req.preserve_color, with_sizes=True,
-                                  with_mask=user_mask is not None)
-  batch_size = per_call(req, mesh)
+def outcome(job: Job, contents: Sequence[Input], styles: Sequence[Input], status: str, seconds: float,
+            reason: str | None = None) -> Outcome:
+  return Outcome(sources.label(contents[job.content]), sources.label(styles[job.style]), str(job.image),
+                 status, seconds, reason)
 
-  written: list[Path] = []
-  with tqdm(total=len(jobs), unit="pair", disable=None if progress is None else not progress) as bar:
-    for ((h, w), (hs, ws)), group in group_jobs(jobs, contents, styles).items():
-      batch = min(batch_size, -(-len(group) // mesh.size) * mesh.size)
-      log(f"compiling the {req.mode} program for contents padded to {w}x{h}, styles to {ws}x{hs} "
-          f"(batch {batch}, {len(group)} pair{'s' * (len(group) > 1)}; first call, can take a minute "
-          f"unless cached)")
-      for start in range(0, len(group), batch):
-        chunk = group[start:start + batch]
-        cs, ss = [contents[j.content] for j in chunk], [styles[j.style] for j in chunk]
-        c, s = buckets.pad_items(cs, (h, w), batch), buckets.pad_items(ss, (hs, ws), batch)
-        m = None if user_mask is None else buckets.pad_items([user_mask] * batch, (h, w), batch, "edge")
-        with out_of_memory_as_usage_error(f"{w}x{h}", batch):
-          out = stylize_batch(program, mesh, params, c, s, req.controls.as_array(), m,
-                              buckets.sizes_of(cs, ss, batch))
-          out = {k: np.asarray(v) for k, v in out.items()}
-        for i, job in enumerate(chunk):
-          crop = functools.partial(buckets.crop, hw=cs[i].shape[:2])
-          written += write_outputs(job, {k: crop(v[i]) for k, v in out.items()}, req.controls,
-                                   cs[i], ss[i], inputs)
-        bar.update(len(chunk))
-  return written
+
+class Pipeline:
+  """Runs this process's pairs: contents decoded ahead (Grain threads), one program call per batch, each
+  batch's files written behind the next call (``Writer``); every pair's outcome goes to ``summary``."""
+
+  def __init__(self, req: Request, contents: Sequence[Input], style_items: Sequence[Input],
+               styles: Sequence[np.ndarray], summary: Summary, *, strict: bool,
+               log: Callable[[str], None], progress: bool | None):
+    self.req, self.contents, self.style_items, self.styles = req, contents, style_items, styles
+    self.summary, self.strict, self.log, self.progress = summary, strict, log, progress
+    self.inputs = [p for p in (*contents, *style_items, *([Path(req.mask)] if req.mask else []))
+                   if isinstance(p, Path)]
+    self.user_mask = functools.cache(lambda hw: image_io.load_mask(req.mask, hw))
+    self.written: list[Path] = []
+    self.compiled: set[Bucket] = set()
+    self._lock = threading.Lock()   # the writing thread records finished pairs, this one failed ones
+
+  def record(self, job: Job, status: str, seconds: float, reason: str | None = None) -> None:
+    self.summary.add(outcome(job, self.contents, self.style_items, status, seconds, reason))
+    with self._lock:
+      self.bar.update(1)
+
+  def fail(self, jobs: Sequence[Job], error: ImageError, seconds: float) -> None:
+    """A content that cannot be read fails its pairs (a run of one pair refuses it instead)."""
+    if self.strict:
+      raise error
+    self.log(f"failed: {error}")
+    for job in jobs:
+      self.record(job, FAILED, seconds / len(jobs), str(error))
+
+  def write(self, items: list[Item], outs: list[dict[str, np.ndarray]], seconds: float) -> None:
+    for item, out in zip(items, outs):
+      start = time.perf_counter()
+      self.written += write_outputs(item.job, out, self.req.controls, item.content,
+                                    self.styles[item.job.style], self.inputs)
+      self.record(item.job, DONE, item.seconds + seconds / len(items) + time.perf_counter() - start)
+
+  def call(self, key: Bucket, items: list[Item]) -> None:
+    """One program call on a batch of one bucket; its files are handed to the writer."""
+    (h, w), (hs, ws) = key
+    batch = self.batcher.batch(key)
+    if key not in self.compiled:
+      self.compiled.add(key)
+      n = self.batcher.planned.get(key, len(items))
+      self.log(f"compiling the {self.req.mode} program for contents padded to {w}x{h}, styles to "
+               f"{ws}x{hs} (batch {batch}, {n} pair{'s' * (n > 1)}; first call, can take a minute "
+               "unless cached)")
+    start = time.perf_counter()
+    cs, ss = [it.content for it in items], [self.styles[it.job.style] for it in items]
+    c, s = buckets.pad_items(cs, (h, w), batch), buckets.pad_items(ss, (hs, ws), batch)
+    m = None if not self.req.mask else buckets.pad_items([self.user_mask(x.shape[:2]) for x in cs], (h, w),
+                                                         batch, "edge")
+    with out_of_memory_as_usage_error(f"{w}x{h}", batch):
+      out = stylize_batch(self.program, self.mesh, self.params, c, s, self.req.controls.as_array(), m,
+                          buckets.sizes_of(cs, ss, batch))
+      out = {k: np.asarray(v) for k, v in out.items()}
+    outs = [{k: buckets.crop(v[i], cs[i].shape[:2]) for k, v in out.items()} for i in range(len(items))]
+    self.writer.submit(self.write, items, outs, time.perf_counter() - start)
+
+  def run(self, todo: Sequence[Job]) -> list[Path]:
+    """Stylises ``todo``; returns the files written."""
+    req = self.req
+    self.params, cfg, self.mesh = load_params(req, bool(req.mask))
+    self.program = portrait.make_program(cfg, self.mesh, mode=req.mode, feather=req.feather,
+                                         keep_color=req.preserve_color, with_sizes=True,
+                                         with_mask=bool(req.mask))
+    process, processes = jax.process_index(), jax.process_count()
+    self.bar = tqdm(total=len(todo), unit="image", position=process if processes > 1 else None,
+                    desc=f"process {process}/{processes}" if processes > 1 else None,
+                    disable=None if self.progress is None else not self.progress)
+    with self.bar, Writer(background=req.io_threads > 0) as self.writer:
+      units = plan_units(todo, self.contents, self.styles, req.size or None, req.io_threads, self.fail)
+      for unit in units if req.mask else ():   # a mask of another picture is refused before compiling
+        self.user_mask(unit.hw)
+      planned: dict[Bucket, int] = {}
+      for unit in units:
+        planned[unit.bucket] = planned.get(unit.bucket, 0) + len(unit.jobs)
+      self.batcher = Batcher(planned, per_call(req, self.mesh), self.mesh.size)
+      decode = lambda unit: Decoded(unit, *attempt(sources.read, unit.content, req.size or None))
+      for d in threaded_map(decode, units, req.io_threads):
+        if d.error is not None:
+          self.fail(d.unit.jobs, d.error, d.seconds)
+        else:
+          key = (buckets.content_bucket(d.pixels.shape[:2]), d.unit.bucket[1])
+          for job in d.unit.jobs:
+            for ready in self.batcher.add(key, Item(job, d.pixels, d.seconds / len(d.unit.jobs))):
+              self.call(*ready)
+        for ready in self.batcher.arrived(d.unit.bucket, len(d.unit.jobs)):
+          self.call(*ready)
+      for ready in self.batcher.rest():
+        self.call(*ready)
+    return self.written
+
+
+def run(req: Request, *, log: Callable[[str], None] = _log, progress: bool | None = None) -> list[Path]:
+  """Stylises every (content, style) pair of ``req`` (this process's share); returns the files written,
+  in order. Raises ``PairsFailed`` at the end when pairs failed (``stylize`` reports them instead).
+
+  ``progress``: a tqdm bar with ETA on stderr (None: only on a terminal).
+  """
+  report = stylize(req, log=log, progress=progress)
+  report.raise_for_failures()
+  return report.written

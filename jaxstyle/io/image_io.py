@@ -16,10 +16,12 @@ Files are decoded fully (``Image.load``) inside the error handling, with
 against an explicit limit from the header, before any decoding (PIL's own DecompressionBombWarning is
 raised as an error too; where its global limit is lower, it wins).
 
-``atomic_path`` is the project's one atomic writer (a temporary file in the target folder, synced, then
-``os.replace``); ``save_image_atomic`` writes images through it and refuses to write over any input.
-``IMAGE_SUFFIXES`` is the one list of image suffixes and ``decode_uint8`` the training pipelines' reader,
-sharing ``load_image``'s decoding.
+``probe_hw`` reads the size ``load_image`` will return from the header alone (to plan batches before
+decoding). ``atomic_path`` is the project's one atomic writer (a temporary file in the target folder,
+synced, then ``os.replace``); ``save_image_atomic`` writes images through it and refuses to write over
+any input; ``is_complete`` tells a whole file from a cut one and ``remove_partials`` clears the
+temporary files a killed writer left. ``IMAGE_SUFFIXES`` is the one list of image suffixes and
+``decode_uint8`` the training pipelines' reader, sharing ``load_image``'s decoding.
 """
 from __future__ import annotations
 
@@ -27,19 +29,22 @@ import contextlib
 import functools
 import io
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 MAX_PIXELS = 64_000_000   # 64 MP: a 9000×7000 photo fits; a crafted 100 000² header does not
 MIN_SIDE = 16             # relu5_1 is 1/16 of the image: anything smaller has no features there
 RESAMPLE_IMAGE = Image.Resampling.LANCZOS
 RESAMPLE_MASK = Image.Resampling.BILINEAR   # no ringing at mask edges
 PathLike = str | os.PathLike
+PARTIAL = ".partial"   # in the names of ``atomic_path``'s temporary files
+_PARTIAL_NAME = re.compile(rf"\.(?P<name>.+)\.[a-z0-9_]+{re.escape(PARTIAL)}(?P<suffix>\.[^.]*|)")
 # The one list of accepted image suffixes (CLI folders, training folders, packing scripts).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                             ".pgm", ".pnm"})
@@ -58,7 +63,7 @@ def _one_line(e: BaseException) -> str:
 
 
 class NamedBytes(bytes):
-  """An encoded file held in memory (an upload) with the name its messages give it."""
+  """An encoded file held in memory (an upload, a dataset record) with the name its messages give it."""
 
   def __new__(cls, data: bytes, name: str):
     self = super().__new__(cls, data)
@@ -67,40 +72,50 @@ class NamedBytes(bytes):
 
 
 def _name(source: PathLike | bytes) -> PathLike:
-  if isinstance(source, bytes):
-    return getattr(source, "name", "<image bytes>")
-  return source
+  """How messages name ``source``: its path, or the name of ``NamedBytes``."""
+  return getattr(source, "name", "<image bytes>") if isinstance(source, bytes) else source
 
 
-def _open(source: PathLike | bytes, max_pixels: int) -> Image.Image:
-  """Opens and fully decodes a file (or its bytes) with EXIF orientation applied, or raises ``ImageError``."""
+@contextlib.contextmanager
+def _header(source: PathLike | bytes, max_pixels: int) -> Iterator[Image.Image]:
+  """The opened, not yet decoded file (or bytes) with its pixel count checked against ``max_pixels``.
+
+  Every error, also one raised by the caller's block (the decode), becomes one ``ImageError``.
+  """
   path = _name(source) if isinstance(source, bytes) else Path(source)
+  label = _name(source)
   if isinstance(path, Path) and not path.exists():
-    raise ImageError(f"{path}: no such file")
+    raise ImageError(f"{label}: no such file")
   if isinstance(path, Path) and path.is_dir():
-    raise ImageError(f"{path}: is a directory, not an image file")
+    raise ImageError(f"{label}: is a directory, not an image file")
   try:
     if (len(source) if isinstance(source, bytes) else path.stat().st_size) == 0:
-      raise ImageError(f"{path}: is empty (0 bytes)")
+      raise ImageError(f"{label}: is empty (0 bytes)")
     with warnings.catch_warnings():
       warnings.simplefilter("error", Image.DecompressionBombWarning)
       with Image.open(io.BytesIO(source) if isinstance(source, bytes) else path) as img:   # header only
         w, h = img.size
         if w * h > max_pixels:
-          raise ImageError(f"{path}: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the limit of "
+          raise ImageError(f"{label}: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the limit of "
                            f"{max_pixels / 1e6:g} MP (a decompression bomb or a very large image)")
-        img.load()                    # full decode: truncated or corrupt data fails here
-        return ImageOps.exif_transpose(img)   # a copy, upright
+        yield img
   except ImageError:
     raise
   except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-    raise ImageError(f"{path}: decompression bomb: {_one_line(e)}") from None
+    raise ImageError(f"{label}: decompression bomb: {_one_line(e)}") from None
   except Image.UnidentifiedImageError:
-    raise ImageError(f"{path}: not an image file (Pillow cannot identify it)") from None
+    raise ImageError(f"{label}: not an image file (Pillow cannot identify it)") from None
   except PermissionError:
-    raise ImageError(f"{path}: permission denied") from None
+    raise ImageError(f"{label}: permission denied") from None
   except Exception as e:  # Pillow's decoders raise OSError, SyntaxError, ValueError, EOFError, ...
-    raise ImageError(f"{path}: truncated or corrupt image ({_one_line(e)})") from None
+    raise ImageError(f"{label}: truncated or corrupt image ({_one_line(e)})") from None
+
+
+def _open(source: PathLike | bytes, max_pixels: int) -> Image.Image:
+  """Opens and fully decodes a file (or its bytes) with EXIF orientation applied, or raises ``ImageError``."""
+  with _header(source, max_pixels) as img:
+    img.load()                    # full decode: truncated or corrupt data fails here
+    return ImageOps.exif_transpose(img)   # a copy, upright
 
 
 def _high_depth_gray(img: Image.Image) -> np.ndarray | None:
@@ -160,10 +175,25 @@ def shorter_side_hw(hw: tuple[int, int], side: int) -> tuple[int, int]:
   return max(side, round(h * scale)), max(side, round(w * scale))
 
 
+def _check_side(hw: tuple[int, int], min_side: int, label: PathLike) -> None:
+  if min(hw) < min_side:
+    raise ImageError(f"{label}: {hw[1]}x{hw[0]} is too small (at least {min_side} px a side)")
+
+
+def _loaded_hw(hw: tuple[int, int], max_side: int | None, min_side: int, label: PathLike) -> tuple[int, int]:
+  """The size ``load_image`` gives an upright picture of ``hw`` (the longest side ``max_side``)."""
+  if not max_side:
+    return hw
+  out = longest_side_hw(hw, max_side)
+  if min(out) < min_side:
+    raise ImageError(f"{label}: {hw[1]}x{hw[0]} resized to a longest side of {max_side} is "
+                     f"{out[1]}x{out[0]}, too small (at least {min_side} px a side)")
+  return out
+
+
 def _open_checked(source: PathLike | bytes, max_pixels: int, min_side: int) -> Image.Image:
   img = _open(source, max_pixels)
-  if min(img.size) < min_side:
-    raise ImageError(f"{_name(source)}: {img.width}x{img.height} is too small (at least {min_side} px a side)")
+  _check_side((img.height, img.width), min_side, _name(source))
   return img
 
 
@@ -177,17 +207,45 @@ def load_image(path: PathLike | bytes, max_side: int | None = None, *, max_pixel
                min_side: int = MIN_SIDE) -> np.ndarray:
   """Float32 ``[H, W, 3]`` RGB in [0, 1]; longest side resized to ``max_side`` when given.
 
-  ``path``: a file, or its bytes (``NamedBytes`` to name them in messages). Raises ``ImageError`` (one
-  line, naming the file) for anything that is not a usable image.
+  ``path``: a file, or an encoded image's bytes (``NamedBytes`` to name them in messages: an upload, a
+  dataset record).
+  Raises ``ImageError`` (one line, naming the file) for anything that is not a usable image.
   """
+  label = _name(path)
   img = _open_checked(path, max_pixels, min_side)
-  rgb = _on_white(img, _name(path))
-  if max_side:
-    rgb = _resize(rgb, longest_side_hw(rgb.shape[:2], max_side), RESAMPLE_IMAGE)
-    if min(rgb.shape[:2]) < min_side:
-      raise ImageError(f"{_name(path)}: {img.width}x{img.height} resized to a longest side of {max_side} "
-                       f"is {rgb.shape[1]}x{rgb.shape[0]}, too small (at least {min_side} px a side)")
-  return np.ascontiguousarray(rgb, np.float32)
+  hw = _loaded_hw((img.height, img.width), max_side, min_side, label)
+  return np.ascontiguousarray(_resize(_on_white(img, label), hw, RESAMPLE_IMAGE), np.float32)
+
+
+# EXIF orientations that turn the picture by 90° (``ImageOps.exif_transpose`` swaps its sides).
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def _header_orientation(img: Image.Image) -> int:
+  """The EXIF orientation the header holds (1 when it holds none or cannot say without decoding)."""
+  if img.format == "PNG" and "exif" not in img.info:
+    return 1   # Pillow decodes a PNG's pixels to look for an eXIf chunk behind them
+  try:
+    return int(img.getexif().get(ExifTags.Base.Orientation, 1))
+  except Exception:  # pylint: disable=broad-except   a bad EXIF block: the decode says what it makes of it
+    return 1
+
+
+def probe_hw(source: PathLike | bytes, max_side: int | None = None, *, max_pixels: int = MAX_PIXELS,
+             min_side: int = MIN_SIDE) -> tuple[int, int]:
+  """The ``(H, W)`` ``load_image(source, max_side)`` returns, read from the header (no pixels decoded).
+
+  Refuses (``ImageError``) what the header already shows: not an image, too many pixels, too small. A
+  truncated file passes here and fails in ``load_image``. Exact but for a PNG whose EXIF orientation
+  is stored behind its pixels (only a decode reads it): its sides may come out swapped.
+  """
+  label = _name(source)
+  with _header(source, max_pixels) as img:
+    hw = (img.height, img.width)
+    if _header_orientation(img) in _QUARTER_TURNS:
+      hw = hw[::-1]
+  _check_side(hw, min_side, label)
+  return _loaded_hw(hw, max_side, min_side, label)
 
 
 def decode_uint8(source: PathLike | bytes, shorter_side: int | None = None, *, upscale: bool = True,
@@ -215,18 +273,16 @@ def decode_uint8(source: PathLike | bytes, shorter_side: int | None = None, *, u
   return np.round(rgb * 255.0).astype(np.uint8)
 
 
-def load_mask(path: PathLike | bytes, hw: tuple[int, int], *, max_pixels: int = MAX_PIXELS,
+def load_mask(path: PathLike, hw: tuple[int, int], *, max_pixels: int = MAX_PIXELS,
               aspect_tolerance: float = 0.02) -> np.ndarray:
   """A user's person mask as float32 ``[H, W]`` in [0, 1] (1 = person), resized to ``hw``.
-
-  ``path``: a file or its bytes (as ``load_image``).
 
   Any mode: the alpha channel where the file has a non-opaque one (a cut-out), else the luminance
   (white = person); 16-bit masks scaled from 65535. A mask whose aspect ratio differs from ``hw`` by more
   than ``aspect_tolerance`` (or a pixel of rounding) belongs to another picture and is refused.
   """
   img = _open(path, max_pixels)
-  rgba = _rgba(img, _name(path))
+  rgba = _rgba(img, path)
   alpha = rgba[..., 3]
   if alpha.min() < 1.0:
     mask = alpha
@@ -235,7 +291,7 @@ def load_mask(path: PathLike | bytes, hw: tuple[int, int], *, max_pixels: int = 
   h, w = hw
   expected_w = img.width * h / img.height
   if abs(expected_w - w) > max(1.0, aspect_tolerance * w):
-    raise ImageError(f"{_name(path)}: mask is {img.width}x{img.height} but the content is {w}x{h} "
+    raise ImageError(f"{path}: mask is {img.width}x{img.height} but the content is {w}x{h} "
                      "(different aspect ratio: a mask of another picture?)")
   return np.ascontiguousarray(_resize(np.clip(mask, 0.0, 1.0), hw, RESAMPLE_MASK), np.float32)
 
@@ -274,7 +330,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
   """
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".partial{path.suffix}")
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f"{PARTIAL}{path.suffix}")
   os.close(fd)
   try:
     yield Path(tmp)
@@ -290,13 +346,61 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
       os.unlink(tmp)
 
 
+def partial_target(name: str) -> str | None:
+  """The file name a temporary file of ``atomic_path`` (``.NAME.XXXXXXXX.partial.SUFFIX``) was to
+  become, or None for any other name."""
+  match = _PARTIAL_NAME.fullmatch(name)
+  return match["name"] if match and Path(match["name"]).suffix == match["suffix"] else None
+
+
+def remove_partials(paths: Iterable[PathLike]) -> int:
+  """Deletes the temporary files a killed ``atomic_path`` left for any of ``paths``; returns how many.
+
+  Only those targets': another process may be writing other files into the same folder right now.
+  """
+  targets: dict[Path, set[str]] = {}
+  for p in map(Path, paths):
+    targets.setdefault(p.parent, set()).add(p.name)
+  removed = 0
+  for folder, names in targets.items():
+    if not folder.is_dir():
+      continue
+    for entry in os.scandir(folder):
+      if partial_target(entry.name) in names:
+        with contextlib.suppress(FileNotFoundError):
+          os.unlink(entry.path)
+          removed += 1
+  return removed
+
+
+def is_complete(path: PathLike) -> bool:
+  """Whether ``path`` is a whole image file (its header parses and its data checks out, e.g. every PNG
+  chunk's CRC): a finished output, not a missing, empty or cut-short one."""
+  try:
+    with Image.open(path) as img:
+      img.verify()
+    return True
+  except Exception:  # pylint: disable=broad-except   Pillow's verify raises many kinds
+    return False
+
+
+def file_ids(path: PathLike) -> set[tuple]:
+  """What identifies the file ``path`` names: its resolved path and, when it exists, its (device, inode),
+  which a hard link shares. Sets of them compare many paths at once (``same_file`` compares two)."""
+  path = Path(path)
+  try:
+    ids: set[tuple] = {("path", path.resolve())}
+    if path.exists():
+      st = path.stat()
+      ids.add(("inode", st.st_dev, st.st_ino))
+    return ids
+  except OSError:
+    return set()
+
+
 def same_file(a: PathLike, b: PathLike) -> bool:
   """Whether ``a`` and ``b`` name one file (same resolved path, or a hard link to it)."""
-  a, b = Path(a), Path(b)
-  try:
-    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-  except OSError:
-    return False
+  return bool(file_ids(a) & file_ids(b))
 
 
 def save_image_atomic(path: PathLike, image: np.ndarray | Image.Image, *,

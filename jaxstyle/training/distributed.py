@@ -1,4 +1,6 @@
-"""Several processes: ``jax.distributed`` set-up and stopping every process at the same step.
+"""Several training processes: stopping every process at the same step.
+
+Processes are started by ``sharding.initialize_distributed`` (``jax.distributed``, shared with the CLI).
 
 A stop request (SIGTERM from a scheduler, SIGINT from a terminal) must end every process of a job at
 the same step, or their checkpoints disagree. With ``jax.distributed`` initialised, JAX's preemption
@@ -18,28 +20,8 @@ import jax
 from jax.experimental import multihost_utils
 
 
-def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
-  """``jax.distributed.initialize`` from flags, else the ``JAX_COORDINATOR_ADDRESS``,
-  ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID`` environment variables; a no-op for a single process.
-
-  Must run before the first JAX computation.
-  """
-  coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
-  if num_processes is None and "JAX_NUM_PROCESSES" in os.environ:
-    num_processes = int(os.environ["JAX_NUM_PROCESSES"])
-  if process_id is None and "JAX_PROCESS_ID" in os.environ:
-    process_id = int(os.environ["JAX_PROCESS_ID"])
-  if not coordinator_address or (num_processes or 1) == 1:
-    return
-  jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                             process_id=process_id)
-  logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count())
-
-
 def _distributed() -> bool:
-  return jax.process_count() > 1     # only ``initialize_distributed`` makes it so
+  return jax.process_count() > 1     # only ``sharding.initialize_distributed`` makes it so
 
 
 class StopFlag:

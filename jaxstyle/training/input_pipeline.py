@@ -13,9 +13,9 @@ iterator yields exactly the batches an uninterrupted one would have.
 
 Sources: image files (``folder_batches``), any tfds image dataset (``tfds_image_batches``; COCO 2017
 content, styles), and COCO 2017 panoptic ``person`` masks for SegNet (``tfds_person_mask_batches``). tfds
-sources are read through ``tfds.data_source``, which needs the dataset prepared in the ``array_record``
-file format (``tfds build coco/2017 --file_format=array_record``); images are decoded by
-``image_io.decode_uint8``, the one decoder of the project, not by tfds or TensorFlow.
+sources are read through ``tfds.data_source`` (``jaxstyle.io.datasets``), which needs the dataset
+prepared in the ``array_record`` file format (``tfds build coco/2017 --file_format=array_record``);
+images are decoded by ``image_io.decode_uint8``, the one decoder of the project, not by tfds or TensorFlow.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from PIL import Image
 
+from jaxstyle.io import datasets
 from jaxstyle.io import image_io
 from jaxstyle.training.data import DecodeStats
 
@@ -135,19 +136,12 @@ def folder_batches(files: Sequence[str], *, crop: int, resize: int | None = 512,
   return crop_batches(list(files), lambda path: image_io.decode_uint8(path, resize), crop=crop, **kw)
 
 
-def _tfds_source(name: str, split: str, data_dir: str | None, skip_decoding: Sequence[str]):
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  return tfds.data_source(name, split=split, data_dir=data_dir,
-                          decoders={k: tfds.decode.SkipDecoding() for k in skip_decoding},
-                          builder_kwargs={"file_format": "array_record"})
-
-
 def tfds_image_batches(name: str, split: str = "train", *, crop: int, resize: int = 512,
                        image_key: str = "image", data_dir: str | None = None, **kw) -> Batches:
   """Random crops of a tfds image dataset's ``image_key`` (greyscale becomes RGB); ``kw`` as
   ``folder_batches``."""
   _check_resize(resize, crop)
-  source = _tfds_source(name, split, data_dir, [image_key])
+  source = datasets.tfds_source(name, split, data_dir, [image_key])
   read = lambda ex: image_io.decode_uint8(ex[image_key], resize)
   return crop_batches(source, read, crop=crop, **kw)
 
@@ -178,7 +172,7 @@ def tfds_person_mask_batches(name: str = "coco/2017_panoptic", split: str = "tra
   """Batches ``{"image": [B, crop, crop, 3], "mask": [B, crop, crop]}`` for SegNet: the mask is 1 on
   every panoptic segment labelled ``person``; image and mask share one crop. ``kw`` as ``folder_batches``."""
   _check_resize(resize, crop)
-  source = _tfds_source(name, split, data_dir, ["image", "panoptic_image"])
+  source = datasets.tfds_source(name, split, data_dir, ["image", "panoptic_image"])
   if person_label is None:
     names = source.dataset_info.features["panoptic_objects"]["label"].names
     person_label = names.index("person") if "person" in names else COCO_PANOPTIC_PERSON
