@@ -24,7 +24,7 @@ from jaxstyle.app import sources
 from jaxstyle.io import image_io
 from jaxstyle.io.cli import UsageError
 from jaxstyle.io.image_io import ImageError
-from test_cli import cli_env, params, tiny_weights, write_image  # pylint: disable=unused-import
+from test_cli import cli_env, write_image
 from test_image_io import png_header_only
 from test_input_pipeline import tiny_tfds  # pylint: disable=unused-import
 from test_multiprocess import free_port

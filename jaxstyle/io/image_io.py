@@ -273,16 +273,18 @@ def decode_uint8(source: PathLike | bytes, shorter_side: int | None = None, *, u
   return np.round(rgb * 255.0).astype(np.uint8)
 
 
-def load_mask(path: PathLike, hw: tuple[int, int], *, max_pixels: int = MAX_PIXELS,
+def load_mask(path: PathLike | bytes, hw: tuple[int, int], *, max_pixels: int = MAX_PIXELS,
               aspect_tolerance: float = 0.02) -> np.ndarray:
   """A user's person mask as float32 ``[H, W]`` in [0, 1] (1 = person), resized to ``hw``.
+
+  ``path``: a file or its bytes (as ``load_image``).
 
   Any mode: the alpha channel where the file has a non-opaque one (a cut-out), else the luminance
   (white = person); 16-bit masks scaled from 65535. A mask whose aspect ratio differs from ``hw`` by more
   than ``aspect_tolerance`` (or a pixel of rounding) belongs to another picture and is refused.
   """
   img = _open(path, max_pixels)
-  rgba = _rgba(img, path)
+  rgba = _rgba(img, _name(path))
   alpha = rgba[..., 3]
   if alpha.min() < 1.0:
     mask = alpha
@@ -291,7 +293,7 @@ def load_mask(path: PathLike, hw: tuple[int, int], *, max_pixels: int = MAX_PIXE
   h, w = hw
   expected_w = img.width * h / img.height
   if abs(expected_w - w) > max(1.0, aspect_tolerance * w):
-    raise ImageError(f"{path}: mask is {img.width}x{img.height} but the content is {w}x{h} "
+    raise ImageError(f"{_name(path)}: mask is {img.width}x{img.height} but the content is {w}x{h} "
                      "(different aspect ratio: a mask of another picture?)")
   return np.ascontiguousarray(_resize(np.clip(mask, 0.0, 1.0), hw, RESAMPLE_MASK), np.float32)
 
