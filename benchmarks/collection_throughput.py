@@ -1,6 +1,6 @@
 """A collection through the CLI: 2 processes × 1 core against 1 process × 2 cores, overlap on and off.
 
-    /work/bin/cpu exclusive python -m benchmarks.collection_throughput \\
+    python -m benchmarks.collection_throughput \\
         --portraits ../shared/data/portraits --styles ../shared/data/styles/sanet_wave.jpg \\
         ../shared/data/styles/sanet_Starry.jpg --n 20 --size 384
 

@@ -17,7 +17,7 @@ sizes already in the file are kept, so sizes can run as separate quiet-machine r
 with the differences and load to ``--md``. ``cpu`` is the model name with its bf16 flags, ``isa`` what
 oneDNN dispatches to and, for bf16, the kernel it picks for a 3×3 convolution. Run on a quiet machine::
 
-    /work/bin/cpu exclusive python -m benchmarks.cpu_side_by_side --sizes 256,512 --repeats 5
+    python -m benchmarks.cpu_side_by_side --sizes 256,512 --repeats 5
 
 ``--real-pair CONTENT STYLE`` instead runs the shipped weights (``--weights``) on one real pair in both
 dtypes and reports how far bf16 moves the picture (max and mean |Δ|, PSNR, SSIM), with a sheet.

@@ -9,6 +9,7 @@ CPU its bf16 cases skip and the float32 ones, the ISA and the fallback tests sti
 """
 import logging
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -172,6 +173,15 @@ def test_without_bf16_instructions_auto_keeps_xla():
                    {"ONEDNN_MAX_CPU_ISA": "AVX2"})
   assert "isa avx2 same" in out
   assert "bf16 convolutions run on XLA, not oneDNN: this CPU has no bf16 dot-product instructions" in out
+
+
+@pytest.mark.skipif(not (sys.platform == "linux" and platform.machine() == "x86_64")
+                    or jax.default_backend() != "cpu",
+                    reason="oneDNN's CPU wheels (the build requirement) exist for x86-64 Linux only")
+def test_the_setup_builds_the_extension_where_onednn_has_wheels():
+  """Where pyproject's build requirements apply, ``pip install`` must have built the kernels: the skips
+  above would otherwise hide a broken build behind a passing suite."""
+  assert onednn.unavailable() is None
 
 
 def test_fallback_without_the_extension_says_why_and_computes_the_same():
