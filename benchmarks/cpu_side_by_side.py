@@ -28,7 +28,6 @@ import argparse
 import csv
 import dataclasses
 import datetime
-import os
 import statistics
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from jaxstyle.nets import conv as conv_lib
 from jaxstyle.nets import model as model_lib
 from jaxstyle.nets import onednn
 from jaxstyle.program import portrait
+from jaxstyle.program import profiling
 from jaxstyle.program import sharding
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,17 +50,19 @@ COLUMNS = ("program", "size", "batch", "dtype", "jax_ms", "torch_eager_ms", "cpu
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
 
 
+def bf16_flags(cpuinfo: str) -> str:
+  """The bf16 flags in ``/proc/cpuinfo``'s text (``"avx512_bf16 amx_bf16 amx_tile amx_int8"``)."""
+  flags = next((l.split(":", 1)[1].split() for l in cpuinfo.splitlines() if l.startswith("flags")), [])
+  return " ".join(f for f in BF16_FLAGS if f in flags) or "no bf16 flags"
+
+
 def cpu_description() -> str:
-  """``"Intel(R) Xeon(R) Processor, 2 cores, flags avx512_bf16 amx_bf16 amx_tile amx_int8"``."""
-  model, flags = "unknown CPU", set()
+  """``"CPU, 2 cores, Intel(R) Xeon(R) Processor, avx512_bf16 amx_bf16 amx_tile amx_int8"``."""
   try:
-    text = Path("/proc/cpuinfo").read_text()
-    model = next(l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("model name"))
-    flags = set(next(l.split(":", 1)[1].split() for l in text.splitlines() if l.startswith("flags")))
-  except (OSError, StopIteration):
-    pass
-  bf16 = " ".join(f for f in BF16_FLAGS if f in flags) or "no bf16 flags"
-  return f"{model}, {os.cpu_count()} cores, {bf16}"
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+  except OSError:
+    cpuinfo = ""
+  return f"{profiling.device_name(jax.devices('cpu')[0])}, {bf16_flags(cpuinfo)}"
 
 
 def isa_description(dtype: str) -> str:

@@ -1,4 +1,4 @@
-"""Collections (issue 21): shares over processes, resuming after kill -9, bad files recorded, inputs.
+"""Collections: shares over processes, resuming after kill -9, bad files recorded, inputs.
 
 ``python -m infer.portrait`` with tiny random weights, as subprocesses where processes matter: one
 process's files are the reference; two processes on loopback (``jax.distributed``, the trainers' flags)
@@ -120,7 +120,8 @@ def test_kill_one_process_then_rerun(collection_inputs, tiny_weights, cache, ref
   try:
     # Process 0 runs the job's coordination service: when it dies, process 1 is stopped at once,
     # wherever it is (a kill of process 1 alone would keep process 0 going for the heartbeat timeout).
-    while len(outputs(out)) < 3 and procs[0].poll() is None:
+    deadline = time.monotonic() + 300
+    while len(outputs(out)) < 3 and procs[0].poll() is None and time.monotonic() < deadline:
       time.sleep(0.005)
     procs[0].send_signal(signal.SIGKILL)
     procs[1].communicate(timeout=120)
@@ -224,3 +225,19 @@ def test_tfds_datasets_are_inputs(tiny_tfds):
   assert len(sources.expand_inputs([f"tfds:{name}:train[:2]"], "--content", data_dir)) == 2
   with pytest.raises(UsageError, match="cannot open the dataset"):
     sources.expand_inputs(["tfds:no_such_dataset_here"], "--content", data_dir)
+
+
+def test_a_video_takes_its_styles_from_a_tfds_dataset(tmp_path, tiny_tfds, tiny_weights, monkeypatch):
+  """The video path reads styles through the same sources as images (records have no file to compare)."""
+  from clips import write_clip  # pylint: disable=g-import-not-at-top
+  from jaxstyle.app import stylize_video  # pylint: disable=g-import-not-at-top
+  name, data_dir = tiny_tfds
+  seen = []
+  monkeypatch.setattr(stylize_video, "stylize_clip",      # the frames themselves: tests/test_stylize_video.py
+                      lambda src, dst, stylizer, *a, **k: seen.append((dst.name, stylizer.style.shape)))
+  clip = write_clip(tmp_path / "clip.mp4", frames=2)
+  code = cli.main(["--content", str(clip), "--style", f"tfds:{name}:train[:2]", "--tfds-data-dir", data_dir,
+                   "--output", str(tmp_path / "out"), "--size", "32", "--weights", str(tiny_weights)])
+  assert code == 0
+  assert [n for n, _ in seen] == [f"clip__{name}_train_2_00000{i}.mp4" for i in range(2)]   # train[:2]
+  assert all(max(shape[:2]) == 32 for _, shape in seen)

@@ -1,4 +1,4 @@
-"""benchmarks/cpu_side_by_side.py's bookkeeping: the CSV the issue reads, merged across runs; its SSIM."""
+"""benchmarks/cpu_side_by_side.py's bookkeeping: its CSV, merged across runs; its SSIM; the CPU's bf16 flags."""
 import csv
 
 import numpy as np
@@ -14,7 +14,7 @@ def row(program, size, dtype, ms):
           "cpu": "a CPU", "isa": "an ISA"}
 
 
-def test_csv_has_the_issue_columns_and_keeps_rows_of_other_runs(tmp_path):
+def test_csv_columns_and_rows_of_other_runs_kept(tmp_path):
   path = tmp_path / "cpu_side_by_side.csv"
   cbs.write_csv(path, [row("portrait", 512, "bfloat16", 9.0), row("plain", 512, "float32", 8.0)])
   cbs.write_csv(path, [row("plain", 1024, "float32", 7.0), row("plain", 512, "float32", 6.0)])
@@ -34,6 +34,8 @@ def test_ssim_is_one_for_equal_images_and_drops_with_noise():
   assert cbs.ssim(a, noisy(0.3)) < cbs.ssim(a, noisy(0.1)) < 0.99
 
 
-def test_cpu_description_names_the_model_and_bf16_flags():
-  text = cbs.cpu_description()
-  assert "cores" in text and ("bf16" in text or "no bf16 flags" in text)
+def test_bf16_flags_of_cpuinfo():
+  amx = "processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx512f amx_int8 avx512_bf16 amx_tile amx_bf16\n"
+  assert cbs.bf16_flags(amx) == "avx512_bf16 amx_bf16 amx_tile amx_int8"        # BF16_FLAGS' order
+  assert cbs.bf16_flags("flags\t\t: fpu avx2 fma\n") == "no bf16 flags"
+  assert cbs.bf16_flags("") == "no bf16 flags"

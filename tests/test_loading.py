@@ -1,40 +1,33 @@
 """Weights folders load into the params of their model: files, shapes and the encoder checked."""
 import json
 
-import jax
 import numpy as np
 import pytest
 
 from jaxstyle.checkpoints import loading
 from jaxstyle.io import weights
-from jaxstyle.nets import model
 
 
-@pytest.fixture(scope="module")
-def tiny_params():
-  return jax.device_get(model.init_params(model.TINY, jax.random.key(0)))
-
-
-def test_load_reads_what_was_saved(tmp_path, tiny_params):
-  weights.save(tmp_path / "w", tiny_params, "tiny", include_encoder=True, dtype="float32")
+def test_load_reads_what_was_saved(tmp_path, params):
+  weights.save(tmp_path / "w", params, "tiny", include_encoder=True, dtype="float32")
   params, cfg = loading.load(tmp_path / "w", ("decoder",), dtype="bfloat16")
   assert sorted(params) == ["decoder", "encoder"] and cfg.dtype == "bfloat16"
   np.testing.assert_array_equal(params["decoder"]["params"]["conv1_1"]["kernel"],
-                                tiny_params["decoder"]["params"]["conv1_1"]["kernel"])
+                                params["decoder"]["params"]["conv1_1"]["kernel"])
 
 
-def test_load_says_what_is_missing_and_how_to_get_it(tmp_path, tiny_params):
+def test_load_says_what_is_missing_and_how_to_get_it(tmp_path, params):
   with pytest.raises(weights.WeightsError, match="no weights in .*python -m train.sanet"):
     loading.load(tmp_path)
-  no_segnet = {k: v for k, v in tiny_params.items() if k != "segnet"}
+  no_segnet = {k: v for k, v in params.items() if k != "segnet"}
   weights.save(tmp_path / "w", no_segnet, "tiny", include_encoder=True)
   with pytest.raises(weights.WeightsError, match="lacks segnet.safetensors: portrait mode needs"):
     loading.load(tmp_path / "w")
   loading.load(tmp_path / "w", ("transform", "decoder"))   # plain mode needs no SegNet
 
 
-def test_load_refuses_unknown_configs_and_wrong_shapes(tmp_path, tiny_params):
-  weights.save(tmp_path / "w", tiny_params, "tiny", include_encoder=True)
+def test_load_refuses_unknown_configs_and_wrong_shapes(tmp_path, params):
+  weights.save(tmp_path / "w", params, "tiny", include_encoder=True)
   with pytest.raises(weights.WeightsError, match="unknown model config 'default_v9'"):
     loading.load(tmp_path / "w", model_config="default_v9")
   with pytest.raises(weights.WeightsError, match="encoder does not fit model config 'default'"):

@@ -3,7 +3,6 @@ stylised with tiny random weights and read back. One compile (the end-to-end tes
 import os
 
 import av
-import jax
 import numpy as np
 import pytest
 
@@ -11,18 +10,6 @@ from clips import read_clip, write_clip
 from infer import portrait as cli
 from jaxstyle.app import stylize_video
 from jaxstyle.io import video
-from jaxstyle.io import weights
-from jaxstyle.nets import model
-
-CFG = model.MODEL_CONFIGS["tiny"]
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-  params = jax.device_get(jax.jit(lambda k: model.init_params(CFG, k, hw=(32, 32)))(jax.random.key(0)))
-  directory = tmp_path_factory.mktemp("weights")
-  weights.save(directory, params, "tiny", include_encoder=True)
-  return directory
 
 
 @pytest.fixture

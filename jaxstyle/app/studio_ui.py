@@ -9,6 +9,7 @@ of several pending changes runs. The same function is the API ``/stylize`` (``gr
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import shutil
@@ -23,6 +24,7 @@ from typing import Callable
 # ``serve`` at exit. This module is imported only to serve (``infer/studio.py``).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 TEMP = Path(tempfile.mkdtemp(prefix="jaxstyle-studio-"))
+atexit.register(shutil.rmtree, TEMP, ignore_errors=True)   # also when imported without serving (tests)
 os.environ["GRADIO_TEMP_DIR"] = str(TEMP)
 import gradio as gr  # noqa: E402
 

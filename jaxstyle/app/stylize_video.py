@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 import jax
 import numpy as np
 
+from jaxstyle.app import sources
 from jaxstyle.app.request import (Request, UsageError, check_finite, check_writable_paths, load_params,
                                   pad_batch, per_call, stylize_batch)
 from jaxstyle.io import image_io
@@ -88,7 +89,7 @@ def stylize_clip(src: Path, dst: Path, stylizer: Stylizer, info: video.Probe, hw
   return stats
 
 
-def output_path(output: str, content: Path, style: Path, n_styles: int) -> Path:
+def output_path(output: str, content: Path, style: sources.Input, n_styles: int) -> Path:
   """``output`` itself when it names one video file for one style, else ``output/CONTENT__STYLE.mp4``."""
   out = Path(output)
   if out.suffix.lower() in video.VIDEO_SUFFIXES and not out.is_dir():
@@ -102,7 +103,7 @@ def output_path(output: str, content: Path, style: Path, n_styles: int) -> Path:
   return path
 
 
-def run_video(req: Request, content: Path, styles: Sequence[Path], *, log: Callable[[str], None],
+def run_video(req: Request, content: Path, styles: Sequence[sources.Input], *, log: Callable[[str], None],
               progress: bool | None) -> list[Path]:
   """Stylises one video ``content`` with every style of ``styles`` (``stylize_files.run`` calls this)."""
   if req.mask or req.save_mask or req.sheet:
@@ -111,7 +112,8 @@ def run_video(req: Request, content: Path, styles: Sequence[Path], *, log: Calla
   hw = video.frame_hw(info.hw, req.size)
   outputs = [output_path(req.output, content, s, len(styles)) for s in styles]
   for path in outputs:
-    if image_io.same_file(path, content) or any(image_io.same_file(path, s) for s in styles):
+    if image_io.same_file(path, content) or any(image_io.same_file(path, s) for s in styles
+                                                   if isinstance(s, Path)):
       raise UsageError(f"{path}: refusing to overwrite an input (choose another --output)")
   check_writable_paths(outputs)
   params, cfg, mesh = load_params(req, False)
@@ -120,7 +122,7 @@ def run_video(req: Request, content: Path, styles: Sequence[Path], *, log: Calla
   batch = per_call(req, mesh)
   for style_path, path in zip(styles, outputs):
     # The style at the frames' scale (also with --size 0): it is encoded again with every batch.
-    style = image_io.load_image(style_path, req.size or max(hw))
+    style = sources.read(style_path, req.size or max(hw))
     log(f"compiling the {req.mode} program for {hw[1]}x{hw[0]} frames (style {style.shape[1]}x"
         f"{style.shape[0]}, batch {batch}; first call, can take a minute unless cached); "
         f"{info.frames or 'unknown number of'} frames at {float(info.rate):.3g} fps")

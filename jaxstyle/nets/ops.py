@@ -117,15 +117,6 @@ def max_unpool(x: jax.Array, indices: jax.Array, out_hw: tuple[int, int]) -> jax
   return jnp.where(here, upsample2x(x, out_hw), jnp.zeros((), x.dtype))
 
 
-def extend_edges(x: jax.Array, hw: jax.Array) -> jax.Array:
-  """``x [B, H, W, ...]`` with everything outside each item's valid ``hw [B, 2]`` corner replaced by
-  its nearest valid pixel (edge replication), so border operators see what they would unpadded."""
-  rows = jnp.minimum(jnp.arange(x.shape[1]), hw[:, :1] - 1)                      # B H
-  cols = jnp.minimum(jnp.arange(x.shape[2]), hw[:, 1:] - 1)                      # B W
-  take = jax.vmap(lambda xi, r, c: xi[r][:, c])
-  return take(x, rows, cols)
-
-
 def gaussian_taps(sigma: jax.Array, radius: int) -> jax.Array:
   """``[B, 2·radius + 1]`` normalised Gaussian taps, item b cut at ⌈3σ_b⌉ (σ_b < 1/3: identity)."""
   k = jnp.arange(-radius, radius + 1, dtype=jnp.float32)

@@ -173,9 +173,9 @@ def feather_mask(mask: jax.Array, feather: float | jax.Array, hw: jax.Array | No
 
 
 def segment(params: Params, cfg: ModelConfig, content: jax.Array, feather: float,
-            content_feats: dict | None = None, hw: jax.Array | None = None) -> jax.Array:
+            content_feats: dict | None = None) -> jax.Array:
   """The person mask the program blends with: SegNet → sigmoid → feather, ``[B, H, W]`` in [0, 1]."""
-  return feather_mask(person_probability(params, cfg, content, content_feats), feather, hw)
+  return feather_mask(person_probability(params, cfg, content, content_feats), feather)
 
 
 def person_probability(params: Params, cfg: ModelConfig, content: jax.Array,
