@@ -6,7 +6,6 @@ Tiny random weights at 64 px: the server compiles three small programs on the fi
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ from PIL import Image
 
 from jaxstyle.app import request
 from jaxstyle.io import image_io
+from test_multiprocess import free_port
 
 EXAMPLES = Path(request.DEFAULT_WEIGHTS).parent / "examples"
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 240   # seconds for a page change: the first request compiles, and CI shares two cores
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

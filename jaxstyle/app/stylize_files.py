@@ -106,6 +106,11 @@ def side_path(where: bool | str, image: Path, kind: str) -> Path | None:
   return Path(where) / f"{image.stem}.png"
 
 
+def input_files(contents: Sequence[Input], styles: Sequence[Input], req: Request) -> list[Path]:
+  """Every input that is a file (contents, styles, ``--mask``): what no output may overwrite."""
+  return [p for p in (*contents, *styles, *([Path(req.mask)] if req.mask else [])) if isinstance(p, Path)]
+
+
 def plan_jobs(contents: Sequence[Input], styles: Sequence[Input], req: Request) -> list[Job]:
   """One ``Job`` per pair, content-major; refuses outputs that are inputs or that collide."""
   out = Path(req.output)
@@ -119,8 +124,7 @@ def plan_jobs(contents: Sequence[Input], styles: Sequence[Input], req: Request) 
     image = out if names_a_file else out / f"{content.stem}__{style.stem}.png"
     jobs.append(Job(c, s, image, side_path(req.save_mask, image, "mask"),
                     side_path(req.sheet, image, "sheet")))
-  files = [p for p in (*contents, *styles, *([Path(req.mask)] if req.mask else [])) if isinstance(p, Path)]
-  inputs = set().union(*map(image_io.file_ids, files))
+  inputs = set().union(*map(image_io.file_ids, input_files(contents, styles, req)))
   seen: dict[Path, Path] = {}
   for job in jobs:
     for path in job.outputs:
@@ -346,8 +350,7 @@ class Pipeline:
                log: Callable[[str], None], progress: bool | None):
     self.req, self.contents, self.style_items, self.styles = req, contents, style_items, styles
     self.summary, self.strict, self.log, self.progress = summary, strict, log, progress
-    self.inputs = [p for p in (*contents, *style_items, *([Path(req.mask)] if req.mask else []))
-                   if isinstance(p, Path)]
+    self.inputs = input_files(contents, style_items, req)
     self.user_mask = functools.cache(lambda hw: image_io.load_mask(req.mask, hw))
     self.written: list[Path] = []
     self.compiled: set[Bucket] = set()

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from jaxstyle.checkpoints import pretrained
 from jaxstyle.io import weights as weights_lib
+from jaxstyle.io.cli import one_line
 from jaxstyle.io.weights import WeightsError
 from jaxstyle.nets.model import MODEL_CONFIGS, ModelConfig, Params, param_shapes
 
@@ -38,9 +39,9 @@ def imagenet_encoder() -> dict:
   try:
     return pretrained.load_vgg19_imagenet()
   except pretrained.PretrainedError as e:   # names the file and says how to replace it
-    raise WeightsError(" ".join(str(e).split())) from None
+    raise WeightsError(one_line(e)) from None
   except (OSError, ValueError) as e:
-    raise WeightsError(f"{path}: {' '.join(str(e).split())}; delete it and {FETCH_ENCODER}") from None
+    raise WeightsError(f"{path}: {one_line(e)}; delete it and {FETCH_ENCODER}") from None
 
 
 def check_shapes(params: Params, name: str, directory: str | os.PathLike = "") -> None:

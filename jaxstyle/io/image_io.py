@@ -38,6 +38,8 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
+from jaxstyle.io.cli import one_line
+
 MAX_PIXELS = 64_000_000   # 64 MP: a 9000×7000 photo fits; a crafted 100 000² header does not
 MIN_SIDE = 16             # relu5_1 is 1/16 of the image: anything smaller has no features there
 RESAMPLE_IMAGE = Image.Resampling.LANCZOS
@@ -56,10 +58,6 @@ class ImageError(Exception):
 
 def is_image(path: PathLike) -> bool:
   return Path(path).suffix.lower() in IMAGE_SUFFIXES
-
-
-def _one_line(e: BaseException) -> str:
-  return " ".join(str(e).split()) or type(e).__name__
 
 
 class NamedBytes(bytes):
@@ -102,13 +100,13 @@ def _header(source: PathLike | bytes, max_pixels: int) -> Iterator[Image.Image]:
   except ImageError:
     raise
   except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-    raise ImageError(f"{label}: decompression bomb: {_one_line(e)}") from None
+    raise ImageError(f"{label}: decompression bomb: {one_line(e)}") from None
   except Image.UnidentifiedImageError:
     raise ImageError(f"{label}: not an image file (Pillow cannot identify it)") from None
   except PermissionError:
     raise ImageError(f"{label}: permission denied") from None
   except Exception as e:  # Pillow's decoders raise OSError, SyntaxError, ValueError, EOFError, ...
-    raise ImageError(f"{label}: truncated or corrupt image ({_one_line(e)})") from None
+    raise ImageError(f"{label}: truncated or corrupt image ({one_line(e)})") from None
 
 
 def _open(source: PathLike | bytes, max_pixels: int) -> Image.Image:
@@ -143,7 +141,7 @@ def _rgba(img: Image.Image, path: PathLike) -> np.ndarray:
   try:
     converted = img.convert("RGBA" if img.has_transparency_data else "RGB")
   except (ValueError, OSError) as e:
-    raise ImageError(f"{path}: unsupported colour mode {img.mode} ({_one_line(e)})") from None
+    raise ImageError(f"{path}: unsupported colour mode {img.mode} ({one_line(e)})") from None
   arr = np.asarray(converted, np.float32) / 255.0
   if arr.shape[-1] == 3:
     arr = np.concatenate([arr, np.ones_like(arr[..., :1])], axis=-1)
@@ -265,7 +263,7 @@ def decode_uint8(source: PathLike | bytes, shorter_side: int | None = None, *, u
     try:
       rgb = img.convert("RGB")
     except (ValueError, OSError) as e:
-      raise ImageError(f"{_name(source)}: unsupported colour mode {img.mode} ({_one_line(e)})") from None
+      raise ImageError(f"{_name(source)}: unsupported colour mode {img.mode} ({one_line(e)})") from None
     if rgb.size != hw[::-1]:
       rgb = rgb.resize(hw[::-1], RESAMPLE_IMAGE)
     return np.asarray(rgb, np.uint8)
@@ -426,5 +424,5 @@ def save_image_atomic(path: PathLike, image: np.ndarray | Image.Image, *,
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
       img.save(f, format=fmt, **save_kwargs)
   except (OSError, ValueError) as e:
-    raise ImageError(f"{path}: cannot write ({_one_line(e)})") from None
+    raise ImageError(f"{path}: cannot write ({one_line(e)})") from None
   return path
