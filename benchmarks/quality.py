@@ -60,6 +60,15 @@ REPO = Path(__file__).resolve().parents[1]
 PORTRAITS = sanet_config.QUALITY_HELD_OUT_PORTRAITS
 PAINTINGS = sanet_config.QUALITY_HELD_OUT_PAINTINGS
 PUBLIC_DOMAIN_PORTRAITS = ("skimage_astronaut.jpg", "mpl_grace_hopper.jpg")
+# Training-side pairs, for choosing anything the held-out pairs then judge (``controls_search.py``):
+# portraits with one face that Face Mesh finds at 384 px, a reference person mask covering 30-70% of the
+# square and faces at least 45 px between the eyes; paintings that are not versions of the held-out ones.
+SEARCH_PORTRAITS = (
+    "bgmatting_1500_img.jpg", "facerec_john1.jpg", "portseg_four.jpg", "facerec_alex-lacamoire.png",
+    "u2net_human_images.jpg", "u2net_portrait_img_1771.png", "u2net_human_download.jpg",
+    "npr_v10_level1_05-Major-General-Edward-Rice.png", "npr_v10_level3_16-gabriel-silverio-u3WmDyKGsrY-unsplash.png",
+    "dps_tar12.png", "u2net_portrait_kid3.jpg", "u2net_portrait_GalGadot.jpg")
+SEARCH_PAINTINGS = ("sanet_udnie.jpg", "adain_the_resevoir_at_poitiers.jpg", "pytorch_mosaic.jpg")
 SMALL = (4, 2)                      # --small: the first 4 portraits × the first 2 paintings
 SYSTEMS = ("magenta", "magenta+mask", "jaxstyle plain", "jaxstyle portrait")
 STYLE_INPUT = 256                   # the style predictor's input side
@@ -258,19 +267,24 @@ def magenta_outputs(pairs: Sequence[Pair], media: MediaPipe, person_strength: fl
   return out
 
 
-def jaxstyle_outputs(pairs: Sequence[Pair], weights: str, work: Path, log: Callable[[str], None]
+def jaxstyle_outputs(pairs: Sequence[Pair], weights: str, work: Path, log: Callable[[str], None], *,
+                     controls=None, feather: float | None = None, modes: Sequence[str] = ("plain", "portrait")
                      ) -> dict[str, dict[tuple[str, str], np.ndarray]]:
-  """``{"jaxstyle plain": …, "jaxstyle portrait": …}`` through ``stylize_files.run`` (the CLI's path)."""
+  """``{"jaxstyle plain": …, "jaxstyle portrait": …}`` (of ``modes``) through ``stylize_files.run`` (the
+  CLI's path), portrait mode at ``controls`` (a ``portrait.Controls``) and ``feather`` (default: the CLI's)."""
   from jaxstyle.app import request  # pylint: disable=g-import-not-at-top
   from jaxstyle.app import stylize_files  # pylint: disable=g-import-not-at-top
   contents = sorted({p.content for p in pairs}, key=str)
   styles = sorted({p.style for p in pairs}, key=str)
   out = {}
-  for mode in ("plain", "portrait"):
+  for mode in modes:
     folder = work / f"jaxstyle_{mode}"
     stylize_files.run(request.Request(content=[str(c) for c in contents],
                                             style=[str(s) for s in styles], output=str(folder),
-                                            weights=weights, size=0, mode=mode), log=log, progress=False)
+                                            weights=weights, size=0, mode=mode,
+                                            **({"controls": controls} if controls else {}),
+                                            **({"feather": feather} if feather is not None else {})),
+                     log=log, progress=False)
     out[f"jaxstyle {mode}"] = {(p.portrait, p.painting): load(folder / f"{p.content.stem}__{p.style.stem}.png")
                                for p in pairs}
   return out
@@ -359,6 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   ap.add_argument("--out", default=str(REPO / "out" / "quality"))
   ap.add_argument("--size", type=int, default=384, help="side of the square pairs (px)")
   ap.add_argument("--small", action="store_true", help=f"{SMALL[0]} portraits × {SMALL[1]} paintings")
+  ap.add_argument("--controls", metavar="W1B,W2B,AB,W1P,W2P,AP",
+                  help="jaxstyle portrait's controls (background W1, W2, α, person W1, W2, α; default: the "
+                       "CLI's); Magenta + mask restyles the person at this person α")
+  ap.add_argument("--feather", type=float, help="jaxstyle portrait's feather (default: the CLI's)")
   args = ap.parse_args(argv)
   t0 = time.perf_counter()
   try:
@@ -367,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {e.name or e} is missing: {MISSING}", file=sys.stderr)
     return 2
   from jaxstyle.program import portrait  # pylint: disable=g-import-not-at-top
+  controls = portrait.Controls(*map(float, args.controls.split(","))) if args.controls else portrait.Controls()
   data_dir, out = Path(args.data), Path(args.out)
   portraits, paintings = (PORTRAITS[:SMALL[0]], PAINTINGS[:SMALL[1]]) if args.small else (PORTRAITS, PAINTINGS)
   (out / "sheets").mkdir(parents=True, exist_ok=True)
@@ -376,9 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tmp)
     pairs = prepare(data_dir, portraits, paintings, args.size, work)
     log(f"{len(pairs)} pairs at {args.size}²; Magenta")
-    outputs = magenta_outputs(pairs, media, person_strength=portrait.Controls().alpha_person)
+    outputs = magenta_outputs(pairs, media, person_strength=controls.alpha_person)
     log("jaxstyle")
-    outputs.update(jaxstyle_outputs(pairs, args.weights, work, log))
+    outputs.update(jaxstyle_outputs(pairs, args.weights, work, log, controls=controls, feather=args.feather))
     log("measuring")
     rows = []
     painting_vecs = {p.painting: predictor.embed(load(p.style)) for p in pairs}
@@ -407,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   wall = time.perf_counter() - t0
   header = (f"Quality harness, {datetime.date.today()}, {platform.node()} "
             f"({platform.processor() or platform.machine()}), {len(portraits)} portraits × "
-            f"{len(paintings)} paintings at {args.size}², weights `{args.weights}`, {wall:.0f} s wall")
+            f"{len(paintings)} paintings at {args.size}², weights `{args.weights}`, portrait {controls}"
+            f"{'' if args.feather is None else f' feather {args.feather:g}'}, {wall:.0f} s wall")
   table = markdown(summary(rows), n_pairs=len(pairs), header=header)
   (out / "quality.md").write_text(table)
   print(table)

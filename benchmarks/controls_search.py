@@ -1,0 +1,260 @@
+"""The portrait program's default controls, re-chosen by the quality harness on its training-side pairs.
+
+    python -m benchmarks.controls_search --out out/controls_search     # ~1 h on 2 CPU cores
+
+Pairs: ``quality.SEARCH_PORTRAITS`` × ``quality.SEARCH_PAINTINGS``, disjoint from the held-out pairs
+the harness reports on (``quality.PORTRAITS`` × ``quality.PAINTINGS``), center-cropped squares as there.
+Measures: ``quality.measure`` (style gain per region from Magenta's style predictor, Face Mesh NME and
+faces lost, background structure): the harness's networks, regions and rules.
+
+The two regions are decoded apart and meet only in the blend, so the search is separable and cheap:
+each pair is prepared once (``portrait.make_split_programs``: features, both attentions, the identity
+transfer, SegNet's mask), a region's (W1, W2, α) costs one ``transfer`` per pair, a feather one
+``composite``. Three steps, each a coarse grid and then a finer one around the coarse pick:
+
+1. background (W1, W2) at α = 1, blended with today's person transfer (and, for the record only, α
+   beyond 1 at W = (1, 1): ``BACKGROUND_ALPHA_BEYOND``);
+2. person (W1, W2, α) under the step-1 background;
+3. the feather.
+
+Checks, over all pairs (``CHECKS``): the background keeps ≥ 0.9 × the structure plain SANet keeps there
+(style gain is not bought by erasing the scene); no face is lost and the face NME is no worse than the
+Magenta + MediaPipe-mask blend's, its person restyled at the candidate's α as the harness does; the
+person's style gain is ≥ 0.5 × plain SANet's. Picks:
+
+- background and feather: the feasible candidate with the highest background style gain, taken over
+  today's value only when its gain over today's, pair by pair, is significant (mean > 2 standard
+  errors): a difference within the spread of the pairs is no reason to change a default;
+- person: the feasible candidate whose two person checks pass with the widest relative margin
+  (``margin``), so that they still hold on pairs the search never saw.
+
+Every candidate's means go to ``search.csv`` as they are measured.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import itertools
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import quality
+from jaxstyle.checkpoints import loading
+from jaxstyle.program import portrait
+from jaxstyle.program import sharding
+
+BACKGROUND_W = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)            # coarse W1 × W2 at α = 1
+# Background α beyond 1 (past the full transfer, away from T(c, c)): measured and reported, never picked:
+# α = 1 with W = (1, 1) *is* plain SANet, which portrait mode's background shows and --mode plain runs.
+BACKGROUND_ALPHA_BEYOND = (1.1, 1.25, 1.5)
+PERSON_W1, PERSON_W2, PERSON_ALPHA = (0.75, 1.0, 1.5, 2.0), (0.0, 0.2, 0.5), (0.4, 0.5, 0.6, 0.7)
+FEATHERS = (0.005, 0.01, 0.02, 0.03)
+FINE_W, FINE_ALPHA, FINE_FEATHER = (-0.25, -0.125, 0.125, 0.25), (-0.05, -0.025, 0.025, 0.05), (-0.0025, 0.0025)
+CHECKS = {"today": ("background_kept", "face_kept", "person_styled"),
+          "background_alpha": ("background_kept",),
+          "background": ("background_kept",),      # the person keeps today's controls in step 1
+          "person": ("background_kept", "face_kept", "person_styled"),
+          "feather": ("background_kept", "face_kept", "person_styled")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+  background: tuple[float, float, float]   # (W1, W2, α)
+  person: tuple[float, float, float]
+  feather: float
+
+  def controls(self) -> portrait.Controls:
+    (w1b, w2b, ab), (w1p, w2p, ap) = self.background, self.person
+    return portrait.Controls(w1b, w2b, ab, w1p, w2p, ap)
+
+
+@dataclasses.dataclass
+class Judge:
+  """The harness's measures on a set of pairs, everything about the contents and paintings computed once."""
+  pairs: Sequence[quality.Pair]
+  data_dir: Path
+  size: int
+  predictor: quality.StylePredictor
+  media: quality.MediaPipe
+
+  def __post_init__(self):
+    self.paintings = {p.painting: self.predictor.embed(quality.load(p.style)) for p in self.pairs}
+    self.contents = {}
+    for p in self.pairs:
+      if p.portrait not in self.contents:
+        image = quality.load(p.content)
+        person = quality.reference_mask(self.data_dir, p.portrait, self.size)[0] >= 0.5
+        self.contents[p.portrait] = (image, person, self.media.landmarks(image), {
+            "background": self.predictor.embed(quality.region_image(image, ~person)),
+            "person": self.predictor.embed(quality.region_image(image, person))})
+
+  def rows(self, outputs: dict) -> list[dict]:
+    """``quality.measure`` of ``outputs[(portrait, painting)]`` for every pair, in ``pairs`` order."""
+    rows = []
+    for p in self.pairs:
+      image, person, face, vecs = self.contents[p.portrait]
+      rows.append(quality.measure(image, outputs[p.portrait, p.painting], person,
+                                  self.paintings[p.painting], vecs, face, self.predictor, self.media))
+    return rows
+
+
+def means(rows: Sequence[dict]) -> dict[str, float]:
+  return {"nme": quality.mean_or_nan([r["nme"] for r in rows]),
+          "faces_lost": sum(r["face_lost"] for r in rows),
+          **{k: quality.mean_or_nan([r[k] for r in rows])
+             for k in ("background_style_gain", "person_style_gain", "background_structure",
+                       "person_structure")}}
+
+
+def checks(m: dict, plain: dict, reference_nme: float) -> dict[str, bool]:
+  return {"background_kept": m["background_structure"] >= 0.9 * plain["background_structure"],
+          "face_kept": m["faces_lost"] == 0 and m["nme"] <= reference_nme,
+          "person_styled": m["person_style_gain"] >= 0.5 * plain["person_style_gain"]}
+
+
+def margin(m: dict, plain: dict, reference_nme: float) -> float:
+  """The smaller relative margin of the two person checks: how far NME stays under the reference and
+  the person's style gain over half of plain SANet's (negative: a check fails)."""
+  return min(1 - m["nme"] / reference_nme, m["person_style_gain"] / (0.5 * plain["person_style_gain"]) - 1)
+
+
+def significantly_higher(new: Sequence[float], old: Sequence[float]) -> bool:
+  """Paired per-pair values: is the mean of ``new − old`` more than 2 standard errors above 0?"""
+  d = np.asarray(new, np.float64) - np.asarray(old, np.float64)
+  d = d[np.isfinite(d)]
+  return d.size > 1 and d.mean() > 2 * d.std(ddof=1) / np.sqrt(d.size)
+
+
+def around(value: float, steps: Iterable[float], lo: float, hi: float) -> list[float]:
+  return sorted({round(min(hi, max(lo, value + s)), 4) for s in (0.0, *steps)})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--data", default=str(quality.REPO.parent / "shared" / "data"))
+  ap.add_argument("--weights", default=str(quality.REPO / "weights"))
+  ap.add_argument("--out", default=str(quality.REPO / "out" / "controls_search"))
+  ap.add_argument("--size", type=int, default=384)
+  ap.add_argument("--portraits", type=int, default=len(quality.SEARCH_PORTRAITS),
+                  help="only the first N search portraits (a quick check of the tool)")
+  args = ap.parse_args(argv)
+  t0 = time.perf_counter()
+  log = lambda message: print(f"[{time.perf_counter() - t0:6.0f} s] {message}", flush=True)
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  predictor, media = quality.StylePredictor(), quality.MediaPipe()
+  params, cfg = loading.load(args.weights)
+  program = portrait.make_split_programs(cfg, sharding.data_mesh())
+  w_range, alpha_range = (0.0, 4.0), (0.0, 1.0)   # the CLI's (app/request.py)
+
+  with tempfile.TemporaryDirectory() as tmp:
+    pairs = quality.prepare(Path(args.data), quality.SEARCH_PORTRAITS[:args.portraits],
+                            quality.SEARCH_PAINTINGS, args.size, Path(tmp))
+    judge = Judge(pairs, Path(args.data), args.size, predictor, media)
+    log(f"{len(pairs)} pairs at {args.size}²: preparing")
+    prepared = {(p.portrait, p.painting): program.prepare(params, quality.load(p.content)[None],
+                                                          quality.load(p.style)[None]) for p in pairs}
+    regions: dict[tuple, dict] = {}
+
+    def region(controls: tuple[float, float, float]) -> dict:
+      """One region's images ``[1, 1, H, W, 3]`` per pair at ``controls`` (the last few kept)."""
+      if controls not in regions:
+        if len(regions) > 8:
+          regions.pop(next(iter(regions)))
+        c = jnp.asarray([controls], jnp.float32)
+        regions[controls] = {k: program.transfer(params, v, c) for k, v in prepared.items()}
+      return regions[controls]
+
+    def outputs(c: Candidate) -> dict:
+      bg, person = region(c.background), region(c.person)
+      return {k: np.asarray(program.composite(v, jnp.concatenate([bg[k], person[k]]), c.feather, False)
+                            ["image"][0]) for k, v in prepared.items()}
+
+    plain_rows = judge.rows({k: np.asarray(v[0, 0]) for k, v in region((1.0, 1.0, 1.0)).items()})
+    plain = means(plain_rows)
+    log("plain SANet: " + ", ".join(f"{k} {v:.4g}" for k, v in plain.items()))
+    reference: dict[float, float] = {}
+
+    def reference_nme(alpha: float) -> float:
+      if alpha not in reference:
+        blends = quality.magenta_outputs(pairs, media, person_strength=alpha)["magenta+mask"]
+        reference[alpha] = means(judge.rows(blends))["nme"]
+        log(f"Magenta + mask, person at strength {alpha:g}: face NME {reference[alpha]:.4f}")
+      return reference[alpha]
+
+    with open(out / "search.csv", "w", newline="") as f:
+      writer = None
+      judged: dict[Candidate, tuple[dict, list[dict]]] = {}
+
+      def judge_one(step: str, c: Candidate) -> dict:
+        if c in judged:
+          return judged[c][0]
+        rows = judge.rows(outputs(c))
+        m = means(rows)
+        ref = reference_nme(c.person[2])
+        ok = checks(m, plain, ref)
+        row = {"step": step, **dataclasses.asdict(c.controls()), "feather": c.feather, **m,
+               "magenta_mask_nme": ref, "plain_person_style_gain": plain["person_style_gain"],
+               "plain_background_structure": plain["background_structure"], **ok,
+               "feasible": all(ok[k] for k in CHECKS[step]), "margin": margin(m, plain, ref)}
+        judged[c] = row, rows
+        nonlocal writer
+        if writer is None:
+          writer = csv.DictWriter(f, fieldnames=list(row))
+          writer.writeheader()
+        writer.writerow({k: f"{v:.5f}" if isinstance(v, float) else v for k, v in row.items()})
+        f.flush()
+        log(f"{step}: {c} background gain {m['background_style_gain']:.4f} person gain "
+            f"{m['person_style_gain']:.4f} NME {m['nme']:.4f}/{ref:.4f} lost {m['faces_lost']} "
+            f"structure {m['background_structure']:.3f}{'' if row['feasible'] else ' (fails)'}")
+        return row
+
+      def best(step: str, candidates: Iterable[Candidate], key: Callable[[dict], float]) -> Candidate:
+        feasible = [c for c in candidates if judge_one(step, c)["feasible"]]
+        if not feasible:
+          raise SystemExit(f"{step}: no candidate passes {', '.join(CHECKS[step])}; see {out / 'search.csv'}")
+        return max(feasible, key=lambda c: key(judged[c][0]))
+
+      def keep_unless_better(step: str, today: Candidate, pick: Candidate) -> Candidate:
+        gains = lambda c: [r["background_style_gain"] for r in judged[c][1]]
+        better = significantly_higher(gains(pick), gains(today))
+        log(f"{step}: {pick} {'replaces' if better else 'is not significantly better than'} {today}")
+        return pick if better else today
+
+      today = Candidate((1.0, 1.0, 1.0), (1.0, 0.2, 0.6), 0.01)   # portrait.Controls() before this search
+      bg_gain = lambda r: r["background_style_gain"]
+      judge_one("today", today)
+      grid = lambda w1s, w2s: [dataclasses.replace(today, background=(w1, w2, 1.0)) for w1 in w1s for w2 in w2s]
+      pick = best("background", grid(BACKGROUND_W, BACKGROUND_W), bg_gain)
+      pick = best("background", grid(around(pick.background[0], FINE_W, *w_range),
+                                     around(pick.background[1], FINE_W, *w_range)), bg_gain)
+      chosen = keep_unless_better("background", today, pick)
+      for alpha in BACKGROUND_ALPHA_BEYOND:
+        judge_one("background_alpha", dataclasses.replace(today, background=(1.0, 1.0, alpha)))
+
+      by_margin = lambda r: r["margin"]
+      persons = lambda w1s, w2s, alphas: [dataclasses.replace(chosen, person=p)
+                                          for p in itertools.product(w1s, w2s, alphas)]
+      pick = best("person", persons(PERSON_W1, PERSON_W2, PERSON_ALPHA), by_margin)
+      w1, w2, alpha = pick.person
+      chosen = best("person", persons(around(w1, FINE_W, *w_range), (w2,),
+                                      around(alpha, FINE_ALPHA, *alpha_range)), by_margin)
+
+      feathers = lambda values: [dataclasses.replace(chosen, feather=v) for v in values]
+      pick = best("feather", feathers(FEATHERS), bg_gain)
+      pick = best("feather", feathers(around(pick.feather, FINE_FEATHER, 0.0, portrait.MAX_FEATHER)), bg_gain)
+      chosen = keep_unless_better("feather", chosen, pick)
+
+  log(f"chosen: {chosen.controls()}, feather {chosen.feather:g} (every candidate: {out / 'search.csv'})")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
