@@ -44,9 +44,10 @@ studio: setup $(VENV)/.studio
 # Compiled programs persist in ~/.cache/jaxstyle/xla, so a second `make demo` does not compile.
 DEMO_CLIP := $(OUT)/clip/astronaut_pan.mp4
 
+# --overwrite: another DEMO_SIZE or WEIGHTS must not find the last run's pictures written and skip them.
 demo: setup $(DEMO_CLIP)
 	$(PY) -m infer.portrait --content examples/content --style examples/styles --output $(OUT) \
-	  --size $(DEMO_SIZE) --sheet $(OUT)/sheets --save-mask $(OUT)/masks --weights $(WEIGHTS)
+	  --size $(DEMO_SIZE) --sheet $(OUT)/sheets --save-mask $(OUT)/masks --weights $(WEIGHTS) --overwrite
 	$(PY) -m infer.portrait --content $(DEMO_CLIP) --style examples/styles/great_wave.jpg --size 0 \
 	  --output $(OUT)/clip/astronaut_pan__great_wave.mp4 --weights $(WEIGHTS)
 
