@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 # Gradio reads both when it is imported: no telemetry, and one temporary folder of the studio's own
-# for uploads, results and Gradio's cache (its modules fix their folders at import), removed by
-# ``serve`` at exit. This module is imported only to serve (``infer/studio.py``).
+# for uploads, results and Gradio's cache (its modules fix their folders at import), removed at exit
+# (by ``serve`` on Ctrl-C or SIGTERM, and by the interpreter also where the module is only imported).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 TEMP = Path(tempfile.mkdtemp(prefix="jaxstyle-studio-"))
-atexit.register(shutil.rmtree, TEMP, ignore_errors=True)   # also when imported without serving (tests)
+atexit.register(shutil.rmtree, TEMP, ignore_errors=True)
 os.environ["GRADIO_TEMP_DIR"] = str(TEMP)
 import gradio as gr  # noqa: E402
 

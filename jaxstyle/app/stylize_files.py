@@ -298,8 +298,8 @@ def stylize(req: Request, *, log: Callable[[str], None] = _log, progress: bool |
       raise UsageError("give one video as --content (a video is stylised on its own)")
     if processes > 1:
       raise UsageError("a video is stylised by one process: start it without --num_processes")
-    written = stylize_video.run_video(req, Path(req.content[0]), expand_inputs(req.style, "--style", req.tfds_data_dir),
-                                      log=log, progress=progress)
+    styles = expand_inputs(req.style, "--style", req.tfds_data_dir)
+    written = stylize_video.run_video(req, Path(req.content[0]), styles, log=log, progress=progress)
     counts = {DONE: len(written), SKIPPED: 0, FAILED: 0}
     return Report(written, counts, counts, time.perf_counter() - start)
   sharding.sum_over_processes(np.zeros(1))   # the start line, where the processes' collectives connect
