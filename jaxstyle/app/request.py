@@ -147,12 +147,19 @@ def stylize_batch(program, mesh: jax.sharding.Mesh, params: model_lib.Params, co
   ``sizes``: the valid sizes of bucket-padded inputs (a ``with_sizes`` program). Returns the program's
   outputs as global arrays, still sharded (padding included).
   """
+  images, rest = place_inputs(mesh, contents, styles, sizes, masks)
+  return program(params, *images, controls, *rest)
+
+
+def place_inputs(mesh: jax.sharding.Mesh, contents: np.ndarray, styles: np.ndarray,
+                 sizes: np.ndarray | None = None, masks: np.ndarray | None = None) -> tuple[list, list]:
+  """``([contents, styles], [sizes, masks])`` (those given) as global arrays split over ``data``: the
+  order the programs take them in, around the controls of a whole program."""
   f32 = lambda x: np.ascontiguousarray(x, np.float32)
   batch = [f32(contents), f32(styles)]
   batch += [] if sizes is None else [np.ascontiguousarray(sizes, np.int32)]
   batch += [] if masks is None else [f32(masks)]
-  return program(params, *sharding.place_batch(mesh, batch[:2]), controls,
-                 *sharding.place_batch(mesh, batch[2:]))
+  return sharding.place_batch(mesh, batch[:2]), sharding.place_batch(mesh, batch[2:])
 
 
 @contextlib.contextmanager

@@ -228,13 +228,10 @@ class Studio:
     c = image_io.load_image(keys[0][1], size)
     s = image_io.load_image(keys[1][1], size)
     m = None if mask is None else image_io.load_mask(keys[2][1], c.shape[:2])
-    batch = self.mesh.size
-    hw_c, hw_s = buckets.content_bucket(c.shape[:2]), buckets.style_bucket(s.shape[:2])
-    sizes = buckets.sizes_of([c], [s], batch)
-    args = [buckets.pad_items([c], hw_c, batch), buckets.pad_items([s], hw_s, batch), sizes]
-    args += [] if m is None else [buckets.pad_items([m], hw_c, batch, "edge")]
-    prepared = self.programs[m is not None].prepare(self.params, *sharding.place_batch(self.mesh, args[:2]),
-                                                    *sharding.place_batch(self.mesh, args[2:]))
+    hw = buckets.content_bucket(c.shape[:2]), buckets.style_bucket(s.shape[:2])
+    cs, ss, sizes, ms = buckets.bucket_batch([c], [s], self.mesh.size, hw, None if m is None else [m])
+    images, rest = request.place_inputs(self.mesh, cs, ss, sizes, ms)
+    prepared = self.programs[m is not None].prepare(self.params, *images, *rest)
     pair = Pair(prepared, sizes, s)
     self.cache.put(key, pair, pair.nbytes())
     return pair, True

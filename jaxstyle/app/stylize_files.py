@@ -388,12 +388,10 @@ class Pipeline:
                "unless cached)")
     start = time.perf_counter()
     cs, ss = [it.content for it in items], [self.styles[it.job.style] for it in items]
-    c, s = buckets.pad_items(cs, (h, w), batch), buckets.pad_items(ss, (hs, ws), batch)
-    m = None if not self.req.mask else buckets.pad_items([self.user_mask(x.shape[:2]) for x in cs], (h, w),
-                                                         batch, "edge")
+    masks = [self.user_mask(x.shape[:2]) for x in cs] if self.req.mask else None
+    c, s, sizes, m = buckets.bucket_batch(cs, ss, batch, key, masks)
     with out_of_memory_as_usage_error(f"{w}x{h}", batch):
-      out = stylize_batch(self.program, self.mesh, self.params, c, s, self.req.controls.as_array(), m,
-                          buckets.sizes_of(cs, ss, batch))
+      out = stylize_batch(self.program, self.mesh, self.params, c, s, self.req.controls.as_array(), m, sizes)
       out = {k: np.asarray(v) for k, v in out.items()}
     outs = [{k: buckets.crop(v[i], cs[i].shape[:2]) for k, v in out.items()} for i in range(len(items))]
     self.writer.submit(self.write, items, outs, time.perf_counter() - start)

@@ -66,3 +66,12 @@ def sizes_of(contents: list[np.ndarray], styles: list[np.ndarray], batch: int) -
   pair repeated as ``pad_items`` does."""
   rows = [(*c.shape[:2], *s.shape[:2]) for c, s in zip(contents, styles)]
   return np.asarray(rows + rows[-1:] * (batch - len(rows)), np.int32)
+
+
+def bucket_batch(contents: list[np.ndarray], styles: list[np.ndarray], batch: int,
+                 hw: tuple[tuple[int, int], tuple[int, int]], masks: list[np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+  """One program call's inputs: contents and styles padded to their buckets ``hw`` (content's, style's)
+  and repeated up to ``batch`` items, their valid ``sizes_of``, and the person masks (edge-padded) if any."""
+  m = None if masks is None else pad_items(masks, hw[0], batch, "edge")
+  return pad_items(contents, hw[0], batch), pad_items(styles, hw[1], batch), sizes_of(contents, styles, batch), m
