@@ -46,7 +46,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import quality
-from jaxstyle.app import request
 from jaxstyle.checkpoints import loading
 from jaxstyle.program import portrait
 from jaxstyle.program import sharding
@@ -229,10 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"{step}: {pick} {'replaces' if better else 'is not significantly better than'} {today}")
         return pick if better else today
 
-      c = portrait.Controls()   # today's defaults and the CLI's feather
-      cli_feather = next(f.default for f in dataclasses.fields(request.Request) if f.name == "feather")
+      c = portrait.Controls()   # today's defaults
       today = Candidate((c.w1_background, c.w2_background, c.alpha_background),
-                        (c.w1_person, c.w2_person, c.alpha_person), cli_feather)
+                        (c.w1_person, c.w2_person, c.alpha_person), portrait.FEATHER)
       bg_gain = lambda r: r["background_style_gain"]
       judge_one("today", today)
       grid = lambda w1s, w2s: [dataclasses.replace(today, background=(w1, w2, 1.0)) for w1 in w1s for w2 in w2s]

@@ -31,8 +31,8 @@ def build_parser() -> cli.ArgumentParser:
   p.add_argument("--dtype", choices=request.DTYPES, default="float32", help="compute dtype (%(default)s)")
   p.add_argument("--cache-mb", type=int, default=studio.DEFAULT_CACHE_BYTES >> 20,
                  help="memory for prepared pairs and uploads, all tabs together (%(default)s MiB)")
-  p.add_argument("--queue", type=int, default=8, help="requests that may wait; more are refused (%(default)s)")
-  p.add_argument("--size", type=int, default=384, help="the page's starting size (%(default)s px)")
+  p.add_argument("--queue", type=int, default=studio.DEFAULT_QUEUE, help="requests that may wait; more are refused (%(default)s)")
+  p.add_argument("--size", type=int, default=studio.DEFAULT_PAGE_SIZE, help="the page's starting size (%(default)s px)")
   p.add_argument("--debug", action="store_true", help=f"print tracebacks (also: {cli.DEBUG_ENV}=1)")
   return p
 

@@ -48,7 +48,7 @@ class Request:
   size: int = 512                        # longest side of content and style; 0 keeps the file's size
   mode: str = "portrait"
   controls: portrait.Controls = portrait.Controls()
-  feather: float = 0.01
+  feather: float = portrait.FEATHER
   preserve_color: bool = False
   mask: str | None = None                # a person mask file instead of SegNet
   dtype: str = "float32"

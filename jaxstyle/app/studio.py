@@ -50,6 +50,8 @@ from jaxstyle.program import portrait
 from jaxstyle.program import sharding
 
 DEFAULT_CACHE_BYTES = 1 << 30     # 1 GiB: ~30 prepared pairs at 512 px (about 30 MB each)
+DEFAULT_QUEUE = 8                 # requests that may wait while one computes
+DEFAULT_PAGE_SIZE = 384           # the page's starting size: a new pair in 3.4 s on a 2-core Xeon (README)
 MAX_SIZE = 1024                   # longest side the page offers: a 1024 px pair takes ~10 s on 2 cores
 MAX_UPLOAD_BYTES = 64 << 20       # an encoded picture larger than this is not read into memory
 REGIONS = ("background", "person")
@@ -71,7 +73,7 @@ class Settings:
   size: int = 512
   mode: str = "portrait"
   controls: portrait.Controls = portrait.Controls()
-  feather: float = 0.01
+  feather: float = portrait.FEATHER
   preserve_color: bool = False
 
 

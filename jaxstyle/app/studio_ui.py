@@ -54,7 +54,7 @@ def _slider(field: str, value: float) -> gr.Slider:
 
 
 def build_page(studio: studio_lib.Studio, *, sizes: tuple[int, int] = (64, studio_lib.MAX_SIZE),
-               default_size: int = 384) -> gr.Blocks:
+               default_size: int = studio_lib.DEFAULT_PAGE_SIZE) -> gr.Blocks:
   """The page: inputs and controls on the left, the result and its parts on the right."""
   with gr.Blocks(title="jaxstyle studio", delete_cache=CACHE_SWEEP) as page:
     gr.Markdown("## jaxstyle studio\nPortrait-aware style transfer: SANet for the background, a "
@@ -85,7 +85,7 @@ def build_page(studio: studio_lib.Studio, *, sizes: tuple[int, int] = (64, studi
             for name in ("alpha", "w1", "w2"):
               field = f"{name}_{region}"
               sliders[field] = _slider(field, getattr(defaults, field))
-        feather = gr.Slider(0, request.MAX_FEATHER, value=0.01, step=0.005, elem_id="feather",
+        feather = gr.Slider(0, request.MAX_FEATHER, value=portrait.FEATHER, step=0.005, elem_id="feather",
                             label="feather (mask edge σ, a fraction of the longer side)")
         preserve = gr.Checkbox(False, label="preserve the content's colours", elem_id="preserve_color")
         mask = gr.File(label="optional person mask (white = person)", type="filepath",
@@ -150,8 +150,8 @@ def _close_fn(studio: studio_lib.Studio) -> Callable:
 
 
 def serve(weights: str, *, host: str = "127.0.0.1", port: int | None = None, dtype: str = "float32",
-          cache_mb: int = studio_lib.DEFAULT_CACHE_BYTES >> 20, queue_size: int = 8,
-          default_size: int = 384) -> None:
+          cache_mb: int = studio_lib.DEFAULT_CACHE_BYTES >> 20, queue_size: int = studio_lib.DEFAULT_QUEUE,
+          default_size: int = studio_lib.DEFAULT_PAGE_SIZE) -> None:
   """Loads the weights once and serves the page until interrupted (Ctrl-C or SIGTERM), then removes
   its temporary folder."""
   temp = TEMP

@@ -49,6 +49,7 @@ from jaxstyle.program import sharding
 # The largest mask feather (σ as a fraction of the longer side): a tenth already blurs the mask into a
 # gradient across the person, and a traced feather's blur filter is sized by it (``feather_mask``).
 MAX_FEATHER = 0.1
+FEATHER = 0.01   # the default: σ of 4–10 px at 384–1024 px, a soft edge without a halo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,7 +261,7 @@ def transfer(params: Params, prepared: dict, controls: jax.Array, *, cfg: ModelC
   return decode(params, cfg, t, prepared["content"].shape[1:3])
 
 
-def composite(prepared: dict, images: jax.Array, feather: float | jax.Array = 0.01,
+def composite(prepared: dict, images: jax.Array, feather: float | jax.Array = FEATHER,
               keep_color: bool | jax.Array = False, *, sizes: jax.Array | None = None,
               mode: str = "portrait", max_feather: float | None = None) -> dict[str, jax.Array]:
   """Region ``images`` (``transfer``; background, person) → preserve colour → feather → blend.
@@ -276,7 +277,7 @@ def composite(prepared: dict, images: jax.Array, feather: float | jax.Array = 0.
   return {"image": blend(mask, images), "mask": mask, "background": images[0], "person": images[1]}
 
 
-def render(params: Params, prepared: dict, controls: jax.Array, feather: float | jax.Array = 0.01,
+def render(params: Params, prepared: dict, controls: jax.Array, feather: float | jax.Array = FEATHER,
            keep_color: bool | jax.Array = False, *, sizes: jax.Array | None = None, cfg: ModelConfig,
            mode: str = "portrait", max_feather: float | None = None) -> dict[str, jax.Array]:
   """What a control change recomputes: ``transfer`` of each region, then ``composite``."""
@@ -287,7 +288,7 @@ def render(params: Params, prepared: dict, controls: jax.Array, feather: float |
 
 def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.Array,
             mask: jax.Array | None = None, *, sizes: jax.Array | None = None, cfg: ModelConfig,
-            mode: str = "portrait", feather: float = 0.01, keep_color: bool = False) -> dict[str, jax.Array]:
+            mode: str = "portrait", feather: float = FEATHER, keep_color: bool = False) -> dict[str, jax.Array]:
   """Stylises ``content [B, H, W, 3]`` with ``style [B, Hs, Ws, 3]`` (both RGB in [0, 1]).
 
   ``controls`` is ``Controls.as_array()``; ``mask [B, H, W]`` in [0, 1] replaces SegNet when given;
@@ -314,7 +315,7 @@ def _with_extras(fn, n_fixed: int, extras: tuple[str, ...], name: str):
 
 
 def make_program(cfg: ModelConfig, mesh: jax.sharding.Mesh, *, mode: str = "portrait",
-                 feather: float = 0.01, keep_color: bool = False, with_sizes: bool = False,
+                 feather: float = FEATHER, keep_color: bool = False, with_sizes: bool = False,
                  with_mask: bool = False):
   """``stylize`` jitted as one program, batch-parallel over the mesh's ``data`` axis.
 

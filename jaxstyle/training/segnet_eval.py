@@ -28,7 +28,7 @@ from jaxstyle.program import portrait
 from jaxstyle.training import data as data_lib
 
 CLI_SIZE = 512          # infer.portrait's default --size
-CLI_FEATHER = 0.01      # and --feather
+CLI_FEATHER = portrait.FEATHER   # and --feather
 
 
 @dataclasses.dataclass(frozen=True)
