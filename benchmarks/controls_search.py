@@ -1,6 +1,8 @@
 """The portrait program's default controls, re-chosen by the quality harness on its training-side pairs.
 
     python -m benchmarks.controls_search --out out/controls_search     # ~1 h on 2 CPU cores
+    python -m benchmarks.controls_search --steps person                 # one step; the others keep today's
+    python -m benchmarks.controls_search --pick-paintings 3             # how SEARCH_PAINTINGS grew
 
 Pairs: ``quality.SEARCH_PORTRAITS`` × ``quality.SEARCH_PAINTINGS``, disjoint from the held-out pairs
 the harness reports on (``quality.PORTRAITS`` × ``quality.PAINTINGS``), center-cropped squares as there.
@@ -26,7 +28,8 @@ person's style gain is ≥ 0.5 × plain SANet's. Picks:
   today's value only when its gain over today's, pair by pair, is significant (mean > 2 standard
   errors): a difference within the spread of the pairs is no reason to change a default;
 - person: the feasible candidate whose two person checks pass with the widest relative margin
-  (``margin``), so that they still hold on pairs the search never saw.
+  (``margin``), so that they still hold on pairs the search never saw; when none passes every check,
+  faces come first (``faces_first``): the most person style among the candidates that keep every face.
 
 Every candidate's means go to ``search.csv`` as they are measured.
 """
@@ -44,12 +47,14 @@ from typing import Callable, Iterable, Sequence
 
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from benchmarks import quality
 from jaxstyle.checkpoints import loading
 from jaxstyle.program import portrait
 from jaxstyle.program import sharding
 
+STEPS = ("background", "person", "feather")
 BACKGROUND_W = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)            # coarse W1 × W2 at α = 1
 # Background α beyond 1 (past the full transfer, away from T(c, c)): measured and reported, never picked:
 # α = 1 with W = (1, 1) *is* plain SANet, which portrait mode's background shows and --mode plain runs.
@@ -132,6 +137,34 @@ def significantly_higher(new: Sequence[float], old: Sequence[float]) -> bool:
   return d.size > 1 and d.mean() > 2 * d.std(ddof=1) / np.sqrt(d.size)
 
 
+def faces_first(rows: Sequence[dict]) -> int | None:
+  """The person pick when no candidate passes every check: of the rows that keep every face (and the
+  background), the one with the most person style; None if none keeps them. Portrait mode exists to keep
+  faces, so the person's share of the style is what gives way."""
+  kept = [i for i, r in enumerate(rows) if r["background_kept"] and r["face_kept"]]
+  return max(kept, key=lambda i: rows[i]["person_style_gain"]) if kept else None
+
+
+def farthest_first(vectors: dict[str, np.ndarray], start: Sequence[str], k: int) -> list[str]:
+  """``k`` more names of ``vectors``, each the one farthest (Euclidean) from every name chosen so far:
+  paintings spread over the style space the harness measures in, picked by a rule rather than by eye."""
+  chosen, picks = list(start), []
+  for _ in range(k):
+    rest = [n for n in vectors if n not in chosen]
+    if not rest:
+      break
+    pick = max(rest, key=lambda n: min(float(np.linalg.norm(vectors[n] - vectors[c])) for c in chosen))
+    chosen.append(pick)
+    picks.append(pick)
+  return picks
+
+
+def training_side_paintings(names: Iterable[str]) -> list[str]:
+  """The image files of ``names`` that are neither a held-out painting nor a version of one."""
+  return sorted(n for n in names if n.lower().endswith((".jpg", ".jpeg", ".png")) and n not in quality.PAINTINGS
+                and not any(word in n.lower() for word in quality.HELD_OUT_PAINTING_WORDS))
+
+
 def around(value: float, steps: Iterable[float], lo: float, hi: float) -> list[float]:
   return sorted({round(min(hi, max(lo, value + s)), 4) for s in (0.0, *steps)})
 
@@ -144,12 +177,29 @@ def main(argv: Sequence[str] | None = None) -> int:
   ap.add_argument("--size", type=int, default=384)
   ap.add_argument("--portraits", type=int, default=len(quality.SEARCH_PORTRAITS),
                   help="only the first N search portraits (a quick check of the tool)")
+  ap.add_argument("--steps", default=",".join(STEPS),
+                  help=f"which of {', '.join(STEPS)} to search; a step left out keeps today's default")
+  ap.add_argument("--pick-paintings", type=int, default=0, metavar="K",
+                  help="print the K training-side paintings farthest from quality.HAND_PICKED_PAINTINGS in "
+                       "the style predictor's space (how SEARCH_PAINTINGS was extended) and stop")
   args = ap.parse_args(argv)
+  steps = set(args.steps.split(","))
+  if not steps <= set(STEPS):
+    ap.error(f"--steps: {sorted(steps - set(STEPS))} not in {STEPS}")
   t0 = time.perf_counter()
   log = lambda message: print(f"[{time.perf_counter() - t0:6.0f} s] {message}", flush=True)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  predictor, media = quality.StylePredictor(), quality.MediaPipe()
+  predictor = quality.StylePredictor()
+  if args.pick_paintings:
+    vectors = {}
+    for name in training_side_paintings(p.name for p in (Path(args.data) / "styles").iterdir()):
+      with Image.open(Path(args.data) / "styles" / name) as im:
+        square = quality.square_crop(im.convert("RGB"), args.size)
+      vectors[name] = predictor.embed(np.asarray(square, np.float32) / 255)
+    print("\n".join(farthest_first(vectors, quality.HAND_PICKED_PAINTINGS, args.pick_paintings)))
+    return 0
+  media = quality.MediaPipe()
   params, cfg = loading.load(args.weights)
   program = portrait.make_split_programs(cfg, sharding.data_mesh())
   w_range, alpha_range = (0.0, 4.0), (0.0, 1.0)   # the CLI's (app/request.py)
@@ -217,10 +267,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return row
 
       def best(step: str, candidates: Iterable[Candidate], key: Callable[[dict], float]) -> Candidate:
+        candidates = list(candidates)
         feasible = [c for c in candidates if judge_one(step, c)["feasible"]]
-        if not feasible:
+        if feasible:
+          return max(feasible, key=lambda c: key(judged[c][0]))
+        i = faces_first([judged[c][0] for c in candidates]) if step == "person" else None
+        if i is None:
           raise SystemExit(f"{step}: no candidate passes {', '.join(CHECKS[step])}; see {out / 'search.csv'}")
-        return max(feasible, key=lambda c: key(judged[c][0]))
+        log(f"person: no candidate passes every check; faces first: {candidates[i]}")
+        return candidates[i]
 
       def keep_unless_better(step: str, today: Candidate, pick: Candidate) -> Candidate:
         gains = lambda c: [r["background_style_gain"] for r in judged[c][1]]
@@ -233,26 +288,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                         (c.w1_person, c.w2_person, c.alpha_person), portrait.FEATHER)
       bg_gain = lambda r: r["background_style_gain"]
       judge_one("today", today)
-      grid = lambda w1s, w2s: [dataclasses.replace(today, background=(w1, w2, 1.0)) for w1 in w1s for w2 in w2s]
-      pick = best("background", grid(BACKGROUND_W, BACKGROUND_W), bg_gain)
-      pick = best("background", grid(around(pick.background[0], FINE_W, *w_range),
-                                     around(pick.background[1], FINE_W, *w_range)), bg_gain)
-      chosen = keep_unless_better("background", today, pick)
-      for alpha in BACKGROUND_ALPHA_BEYOND:
-        judge_one("background_alpha", dataclasses.replace(today, background=(1.0, 1.0, alpha)))
+      chosen = today
+      if "background" in steps:
+        grid = lambda w1s, w2s: [dataclasses.replace(today, background=(w1, w2, 1.0))
+                                 for w1 in w1s for w2 in w2s]
+        pick = best("background", grid(BACKGROUND_W, BACKGROUND_W), bg_gain)
+        pick = best("background", grid(around(pick.background[0], FINE_W, *w_range),
+                                       around(pick.background[1], FINE_W, *w_range)), bg_gain)
+        chosen = keep_unless_better("background", today, pick)
+        for alpha in BACKGROUND_ALPHA_BEYOND:
+          judge_one("background_alpha", dataclasses.replace(today, background=(1.0, 1.0, alpha)))
 
-      by_margin = lambda r: r["margin"]
-      persons = lambda w1s, w2s, alphas: [dataclasses.replace(chosen, person=p)
-                                          for p in itertools.product(w1s, w2s, alphas)]
-      pick = best("person", persons(PERSON_W1, PERSON_W2, PERSON_ALPHA), by_margin)
-      w1, w2, alpha = pick.person
-      chosen = best("person", persons(around(w1, FINE_W, *w_range), (w2,),
-                                      around(alpha, FINE_ALPHA, *alpha_range)), by_margin)
+      if "person" in steps:
+        by_margin = lambda r: r["margin"]
+        persons = lambda w1s, w2s, alphas: [dataclasses.replace(chosen, person=p)
+                                            for p in itertools.product(w1s, w2s, alphas)]
+        pick = best("person", persons(PERSON_W1, PERSON_W2, PERSON_ALPHA), by_margin)
+        w1, w2, alpha = pick.person
+        chosen = best("person", persons(around(w1, FINE_W, *w_range), (w2,),
+                                        around(alpha, FINE_ALPHA, *alpha_range)), by_margin)
 
-      feathers = lambda values: [dataclasses.replace(chosen, feather=v) for v in values]
-      pick = best("feather", feathers(FEATHERS), bg_gain)
-      pick = best("feather", feathers(around(pick.feather, FINE_FEATHER, 0.0, portrait.MAX_FEATHER)), bg_gain)
-      chosen = keep_unless_better("feather", chosen, pick)
+      if "feather" in steps:
+        feathers = lambda values: [dataclasses.replace(chosen, feather=v) for v in values]
+        pick = best("feather", feathers(FEATHERS), bg_gain)
+        pick = best("feather", feathers(around(pick.feather, FINE_FEATHER, 0.0, portrait.MAX_FEATHER)),
+                    bg_gain)
+        chosen = keep_unless_better("feather", chosen, pick)
 
   log(f"chosen: {chosen.controls()}, feather {chosen.feather:g} (every candidate: {out / 'search.csv'})")
   return 0

@@ -68,7 +68,12 @@ SEARCH_PORTRAITS = (
     "u2net_human_images.jpg", "u2net_portrait_img_1771.png", "u2net_human_download.jpg",
     "npr_v10_level1_05-Major-General-Edward-Rice.png", "npr_v10_level3_16-gabriel-silverio-u3WmDyKGsrY-unsplash.png",
     "dps_tar12.png", "u2net_portrait_kid3.jpg", "u2net_portrait_GalGadot.jpg")
-SEARCH_PAINTINGS = ("sanet_udnie.jpg", "adain_the_resevoir_at_poitiers.jpg", "pytorch_mosaic.jpg")
+HAND_PICKED_PAINTINGS = ("sanet_udnie.jpg", "adain_the_resevoir_at_poitiers.jpg", "pytorch_mosaic.jpg")
+# and three more, the farthest in the style predictor's space from those (``controls_search --pick-paintings 3``,
+# 2026-12-06): the first three alone let a default through that lost a held-out face (docs/quality.md).
+SEARCH_PAINTINGS = HAND_PICKED_PAINTINGS + ("lst_3314.jpg", "adain_en_campo_gris.jpg", "nnst_S5.jpg")
+# Words in the file names of the shared styles' versions of the held-out paintings (crops, other sources).
+HELD_OUT_PAINTING_WORDS = ("starry", "wave", "composition", "hat")
 SMALL = (4, 2)                      # --small: the first 4 portraits × the first 2 paintings
 SYSTEMS = ("magenta", "magenta+mask", "jaxstyle plain", "jaxstyle portrait")
 STYLE_INPUT = 256                   # the style predictor's input side

@@ -12,8 +12,8 @@ def test_search_pairs_are_disjoint_from_the_held_out_ones():
   assert not set(q.SEARCH_PORTRAITS) & set(q.PORTRAITS)
   assert not set(q.SEARCH_PAINTINGS) & set(q.PAINTINGS)
   # Versions of a held-out painting under another name would leak it too.
-  held = {"starry", "wave", "composition", "hat"}
-  assert not any(word in name.lower() for name in q.SEARCH_PAINTINGS for word in held)
+  assert all(any(word in name.lower() for word in q.HELD_OUT_PAINTING_WORDS) for name in q.PAINTINGS)
+  assert not any(word in name.lower() for name in q.SEARCH_PAINTINGS for word in q.HELD_OUT_PAINTING_WORDS)
 
 
 def test_checks_and_margin():
@@ -63,3 +63,28 @@ def test_sheet_rows_stack_and_old_defaults_differ_from_today():
   old = portrait.Controls(*map(float, controls_sheet.OLD.split(",")))
   assert old != portrait.Controls()
   assert set(controls_sheet.PUBLIC_DOMAIN_PAINTINGS) <= set(q.PAINTINGS)
+
+
+def test_farthest_first_spreads_from_the_start():
+  vectors = {n: np.array(v, np.float64) for n, v in
+             {"a": (0, 0), "b": (1, 0), "near_a": (0.1, 0), "far": (10, 0), "mid": (5, 5)}.items()}
+  # From a and b: far (9 from b) first, then mid (6.4 from b, 7.1 from a and far); near_a (0.1) last.
+  assert cs.farthest_first(vectors, ["a", "b"], 2) == ["far", "mid"]
+  assert cs.farthest_first(vectors, ["a", "b"], 9) == ["far", "mid", "near_a"]   # runs out of names
+  assert cs.farthest_first(vectors, ["a"], 0) == []
+
+
+def test_training_side_paintings_leave_out_the_held_out_ones_and_their_versions():
+  names = ["SOURCES.tsv", "sanet_udnie.jpg", "sanet_Starry.jpg", "titu_starry_night_crop.png",
+           "sanet_wave.jpg", *q.PAINTINGS, "nnst_S5.jpg", "adain_sketch.png"]
+  assert cs.training_side_paintings(names) == ["adain_sketch.png", "nnst_S5.jpg", "sanet_udnie.jpg"]
+  assert set(q.SEARCH_PAINTINGS) <= set(cs.training_side_paintings(q.SEARCH_PAINTINGS))
+  assert q.SEARCH_PAINTINGS[:len(q.HAND_PICKED_PAINTINGS)] == q.HAND_PICKED_PAINTINGS
+
+
+def test_faces_first_gives_up_person_style_never_a_face():
+  row = lambda kept, face, gain: {"background_kept": kept, "face_kept": face, "person_style_gain": gain}
+  rows = [row(True, False, 0.7), row(True, True, 0.3), row(False, True, 0.6), row(True, True, 0.33)]
+  assert cs.faces_first(rows) == 3
+  assert cs.faces_first(rows[:1]) is None
+  assert cs.faces_first([]) is None

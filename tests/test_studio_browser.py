@@ -180,3 +180,12 @@ def test_the_api_client_gets_the_same_function(server, tmp_path):
   with pytest.raises(AppError, match="notes.png: not an image file"):       # and the studio the files
     client.predict(handle_file(tmp_path / "notes.png"), handle_file(EXAMPLES / "styles" / "starry_night.jpg"),
                    None, "portrait", 64, 1, 1, 1, 1, 0.2, 0.6, 0.01, False, api_name="/stylize")
+
+
+def test_every_default_control_sits_on_the_sliders_grid():
+  import dataclasses
+  from jaxstyle.app import studio_ui
+  from jaxstyle.program import portrait
+  for value in dataclasses.astuple(portrait.Controls()):
+    steps = value / studio_ui.CONTROL_STEP
+    assert abs(steps - round(steps)) < 1e-6, value   # a browser would snap it to another value

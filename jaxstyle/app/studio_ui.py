@@ -46,11 +46,14 @@ def _examples(kind: str) -> list[str]:
   return sorted(str(p) for p in (EXAMPLES / kind).iterdir() if image_io.is_image(p))
 
 
+CONTROL_STEP = 0.025   # the controls search's finest step: every default control sits on the sliders' grid
+
+
 def _slider(field: str, value: float) -> gr.Slider:
   lo, hi = request.ALPHA_RANGE if field.startswith("alpha") else request.W_RANGE
   label = {"alpha": "α (style strength)", "w1": "W1 (relu4_1: texture)",
            "w2": "W2 (relu5_1: structure)"}[field.split("_")[0]]
-  return gr.Slider(lo, hi, value=value, step=0.05, label=label, elem_id=field)
+  return gr.Slider(lo, hi, value=value, step=CONTROL_STEP, label=label, elem_id=field)
 
 
 def build_page(studio: studio_lib.Studio, *, sizes: tuple[int, int] = (64, studio_lib.MAX_SIZE),

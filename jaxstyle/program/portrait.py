@@ -61,17 +61,17 @@ class Controls:
   re-arrangement, and α mixes it toward SANet's identity transfer T(c, c) (the content itself).
 
   The defaults are ``benchmarks/controls_search.py``'s picks on the quality harness's training-side pairs
-  (docs/quality.md): the person takes more relu4_1 texture and some relu5_1 (W = (1.5, 0.5)) at a lower α,
-  which keeps faces as well as the Magenta + mask blend while the person still takes half of plain SANet's
-  style gain. The background stays plain SANet: no W or α in range raised its style gain significantly
-  without erasing the scene.
+  (docs/quality.md): the person takes more relu4_1 texture and some relu5_1 (W = (1.625, 0.5)) at a lower
+  α (0.4), the most person style that kept every face of the search's pairs and their NME under the
+  Magenta + mask blend's. The background stays plain SANet: no W or α in range raised its style gain
+  significantly without erasing the scene.
   """
   w1_background: float = 1.0
   w2_background: float = 1.0
   alpha_background: float = 1.0
-  w1_person: float = 1.5
+  w1_person: float = 1.625
   w2_person: float = 0.5
-  alpha_person: float = 0.5
+  alpha_person: float = 0.4
 
   def as_array(self) -> np.ndarray:
     """Rows (background, person) of (W1, W2, α)."""
