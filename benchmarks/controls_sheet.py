@@ -43,9 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   ap.add_argument("--out", default=str(quality.REPO / "out" / "controls_old_new.jpg"))
   ap.add_argument("--size", type=int, default=384)
   ap.add_argument("--panel", type=int, default=288, help="height of each panel in the sheet (px)")
-  ap.add_argument("--old", default=OLD, metavar="W1B,W2B,AB,W1P,W2P,AP", help="the old defaults")
+  ap.add_argument("--old", default=OLD, type=quality.parse_controls, metavar="W1B,W2B,AB,W1P,W2P,AP",
+                  help="the old defaults")
   args = ap.parse_args(argv)
-  old, new = portrait.Controls(*map(float, args.old.split(","))), portrait.Controls()
+  old, new = args.old, portrait.Controls()
   # "alpha", not "α": Pillow's built-in font has no Greek.
   label = lambda c: f"person W {c.w1_person:g}, {c.w2_person:g}, alpha {c.alpha_person:g}"
   with tempfile.TemporaryDirectory() as tmp:

@@ -272,6 +272,12 @@ def magenta_outputs(pairs: Sequence[Pair], media: MediaPipe, person_strength: fl
   return out
 
 
+def parse_controls(text: str):
+  """``"W1B,W2B,AB,W1P,W2P,AP"`` (background W1, W2, α, person W1, W2, α) as a ``portrait.Controls``."""
+  from jaxstyle.program import portrait  # pylint: disable=g-import-not-at-top
+  return portrait.Controls(*map(float, text.split(",")))
+
+
 def jaxstyle_outputs(pairs: Sequence[Pair], weights: str, work: Path, log: Callable[[str], None], *,
                      controls=None, feather: float | None = None, modes: Sequence[str] = ("plain", "portrait")
                      ) -> dict[str, dict[tuple[str, str], np.ndarray]]:
@@ -287,7 +293,7 @@ def jaxstyle_outputs(pairs: Sequence[Pair], weights: str, work: Path, log: Calla
     stylize_files.run(request.Request(content=[str(c) for c in contents],
                                             style=[str(s) for s in styles], output=str(folder),
                                             weights=weights, size=0, mode=mode,
-                                            **({"controls": controls} if controls else {}),
+                                            **({"controls": controls} if controls is not None else {}),
                                             **({"feather": feather} if feather is not None else {})),
                      log=log, progress=False)
     out[f"jaxstyle {mode}"] = {(p.portrait, p.painting): load(folder / f"{p.content.stem}__{p.style.stem}.png")
@@ -378,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   ap.add_argument("--out", default=str(REPO / "out" / "quality"))
   ap.add_argument("--size", type=int, default=384, help="side of the square pairs (px)")
   ap.add_argument("--small", action="store_true", help=f"{SMALL[0]} portraits × {SMALL[1]} paintings")
-  ap.add_argument("--controls", metavar="W1B,W2B,AB,W1P,W2P,AP",
+  ap.add_argument("--controls", type=parse_controls, metavar="W1B,W2B,AB,W1P,W2P,AP",
                   help="jaxstyle portrait's controls (background W1, W2, α, person W1, W2, α; default: the "
                        "CLI's); Magenta + mask restyles the person at this person α")
   ap.add_argument("--feather", type=float, help="jaxstyle portrait's feather (default: the CLI's)")
@@ -390,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {e.name or e} is missing: {MISSING}", file=sys.stderr)
     return 2
   from jaxstyle.program import portrait  # pylint: disable=g-import-not-at-top
-  controls = portrait.Controls(*map(float, args.controls.split(","))) if args.controls else portrait.Controls()
+  controls = args.controls or portrait.Controls()
   data_dir, out = Path(args.data), Path(args.out)
   portraits, paintings = (PORTRAITS[:SMALL[0]], PAINTINGS[:SMALL[1]]) if args.small else (PORTRAITS, PAINTINGS)
   (out / "sheets").mkdir(parents=True, exist_ok=True)

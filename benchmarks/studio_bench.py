@@ -69,7 +69,8 @@ def call(client, content: Path, style: Path, size: int, alpha_person: float | No
   start = time.perf_counter()
   client.predict(handle_file(content), handle_file(style), None, "portrait", size,
                  c.w1_background, c.w2_background, c.alpha_background, c.w1_person, c.w2_person,
-                 c.alpha_person if alpha_person is None else alpha_person, 0.01, False, api_name="/stylize")
+                 c.alpha_person if alpha_person is None else alpha_person, portrait.FEATHER, False,
+                 api_name="/stylize")
   return time.perf_counter() - start
 
 

@@ -60,7 +60,7 @@ def test_sheet_rows_stack_and_old_defaults_differ_from_today():
   assert sheet.size == (30, 26)
   assert sheet.getpixel((25, 15)) == (255, 255, 255)   # the narrower row leaves white to its right
   assert sheet.getpixel((5, 12)) == (255, 255, 255)    # the gap
-  old = portrait.Controls(*map(float, controls_sheet.OLD.split(",")))
+  old = q.parse_controls(controls_sheet.OLD)
   assert old != portrait.Controls()
   assert set(controls_sheet.PUBLIC_DOMAIN_PAINTINGS) <= set(q.PAINTINGS)
 

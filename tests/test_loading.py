@@ -10,9 +10,9 @@ from jaxstyle.io import weights
 
 def test_load_reads_what_was_saved(tmp_path, params):
   weights.save(tmp_path / "w", params, "tiny", include_encoder=True, dtype="float32")
-  params, cfg = loading.load(tmp_path / "w", ("decoder",), dtype="bfloat16")
-  assert sorted(params) == ["decoder", "encoder"] and cfg.dtype == "bfloat16"
-  np.testing.assert_array_equal(params["decoder"]["params"]["conv1_1"]["kernel"],
+  loaded, cfg = loading.load(tmp_path / "w", ("decoder",), dtype="bfloat16")
+  assert sorted(loaded) == ["decoder", "encoder"] and cfg.dtype == "bfloat16"
+  np.testing.assert_array_equal(loaded["decoder"]["params"]["conv1_1"]["kernel"],
                                 params["decoder"]["params"]["conv1_1"]["kernel"])
 
 
