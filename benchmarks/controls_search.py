@@ -2,6 +2,7 @@
 
     python -m benchmarks.controls_search --out out/controls_search     # ~1 h on 2 CPU cores
     python -m benchmarks.controls_search --steps person                 # one step; the others keep today's
+    python -m benchmarks.controls_search --steps edge                   # round 3: where the blend's edge lies
     python -m benchmarks.controls_search --pick-paintings 3             # how SEARCH_PAINTINGS grew
 
 Pairs: ``quality.SEARCH_PORTRAITS`` × ``quality.SEARCH_PAINTINGS``, disjoint from the held-out pairs
@@ -11,22 +12,26 @@ faces lost, background structure): the harness's networks, regions and rules.
 
 The two regions are decoded apart and meet only in the blend, so the search is separable and cheap:
 each pair is prepared once (``portrait.make_split_programs``: features, both attentions, the identity
-transfer, SegNet's mask), a region's (W1, W2, α) costs one ``transfer`` per pair, a feather one
+transfer, SegNet's mask), a region's (W1, W2, α) costs one ``transfer`` per pair, an edge one
 ``composite``. Three steps, each a coarse grid and then a finer one around the coarse pick:
 
 1. background (W1, W2) at α = 1, blended with today's person transfer (and, for the record only, α
    beyond 1 at W = (1, 1): ``BACKGROUND_ALPHA_BEYOND``);
 2. person (W1, W2, α) under the step-1 background;
-3. the feather.
+3. the blend's edge: the feather σ × how far inside the outline it is centred (``portrait.blend_weight``'s
+   ``inset``); it moves both regions' share of the picture near the outline.
 
 Checks, over all pairs (``CHECKS``): the background keeps ≥ 0.9 × the structure plain SANet keeps there
 (style gain is not bought by erasing the scene); no face is lost and the face NME is no worse than the
 Magenta + MediaPipe-mask blend's, its person restyled at the candidate's α as the harness does; the
 person's style gain is ≥ 0.5 × plain SANet's. Picks:
 
-- background and feather: the feasible candidate with the highest background style gain, taken over
-  today's value only when its gain over today's, pair by pair, is significant (mean > 2 standard
-  errors): a difference within the spread of the pairs is no reason to change a default;
+- background: the feasible candidate with the highest background style gain, taken over today's value
+  only when its gain over today's, pair by pair, is significant (mean > 2 standard errors): a difference
+  within the spread of the pairs is no reason to change a default;
+- edge: of the feasible candidates whose background gain over today's is significant, the one whose
+  person checks pass with the widest margin (``margin``): the edge trades the background's style against
+  the person's edge, and the face checks are the ones that failed on unseen pairs before (round 1);
 - person: the feasible candidate whose two person checks pass with the widest relative margin
   (``margin``), so that they still hold on pairs the search never saw; when none passes every check,
   faces come first (``faces_first``): the most person style among the candidates that keep every face.
@@ -45,6 +50,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
@@ -54,19 +60,20 @@ from jaxstyle.checkpoints import loading
 from jaxstyle.program import portrait
 from jaxstyle.program import sharding
 
-STEPS = ("background", "person", "feather")
+STEPS = ("background", "person", "edge")
 BACKGROUND_W = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)            # coarse W1 × W2 at α = 1
 # Background α beyond 1 (past the full transfer, away from T(c, c)): measured and reported, never picked:
 # α = 1 with W = (1, 1) *is* plain SANet, which portrait mode's background shows and --mode plain runs.
 BACKGROUND_ALPHA_BEYOND = (1.1, 1.25, 1.5)
 PERSON_W1, PERSON_W2, PERSON_ALPHA = (0.75, 1.0, 1.5, 2.0), (0.0, 0.2, 0.5), (0.4, 0.5, 0.6, 0.7)
-FEATHERS = (0.005, 0.01, 0.02, 0.03)
+FEATHERS, INSETS = (0.005, 0.01, 0.02, 0.03), (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)   # inset < 3: blend_weight
 FINE_W, FINE_ALPHA, FINE_FEATHER = (-0.25, -0.125, 0.125, 0.25), (-0.05, -0.025, 0.025, 0.05), (-0.0025, 0.0025)
+FINE_INSET, MAX_INSET = (-0.25, 0.25), 2.75
 CHECKS = {"today": ("background_kept", "face_kept", "person_styled"),
           "background_alpha": ("background_kept",),
           "background": ("background_kept",),      # the person keeps today's controls in step 1
           "person": ("background_kept", "face_kept", "person_styled"),
-          "feather": ("background_kept", "face_kept", "person_styled")}
+          "edge": ("background_kept", "face_kept", "person_styled")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +81,7 @@ class Candidate:
   background: tuple[float, float, float]   # (W1, W2, α)
   person: tuple[float, float, float]
   feather: float
+  inset: float = portrait.EDGE_INSET
 
   def controls(self) -> portrait.Controls:
     (w1b, w2b, ab), (w1p, w2p, ap) = self.background, self.person
@@ -202,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   media = quality.MediaPipe()
   params, cfg = loading.load(args.weights)
   program = portrait.make_split_programs(cfg, sharding.data_mesh())
+  # The split program's composite at the shipped inset; the edge step varies it (a compile per value).
+  composite = jax.jit(portrait.composite, static_argnames=("mode", "max_feather", "inset"))
   w_range, alpha_range = (0.0, 4.0), (0.0, 1.0)   # the CLI's (app/request.py)
 
   with tempfile.TemporaryDirectory() as tmp:
@@ -224,8 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def outputs(c: Candidate) -> dict:
       bg, person = region(c.background), region(c.person)
-      return {k: np.asarray(program.composite(v, jnp.concatenate([bg[k], person[k]]), c.feather, False)
-                            ["image"][0]) for k, v in prepared.items()}
+      return {k: np.asarray(composite(v, jnp.concatenate([bg[k], person[k]]), c.feather, False,
+                                      max_feather=portrait.MAX_FEATHER, inset=c.inset)["image"][0])
+              for k, v in prepared.items()}
 
     plain_rows = judge.rows({k: np.asarray(v[0, 0]) for k, v in region((1.0, 1.0, 1.0)).items()})
     plain = means(plain_rows)
@@ -250,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         m = means(rows)
         ref = reference_nme(c.person[2])
         ok = checks(m, plain, ref)
-        row = {"step": step, **dataclasses.asdict(c.controls()), "feather": c.feather, **m,
+        row = {"step": step, **dataclasses.asdict(c.controls()), "feather": c.feather, "inset": c.inset, **m,
                "magenta_mask_nme": ref, "plain_person_style_gain": plain["person_style_gain"],
                "plain_background_structure": plain["background_structure"], **ok,
                "feasible": all(ok[k] for k in CHECKS[step]), "margin": margin(m, plain, ref)}
@@ -277,15 +288,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"person: no candidate passes every check; faces first: {candidates[i]}")
         return candidates[i]
 
+      gains = lambda c: [r["background_style_gain"] for r in judged[c][1]]
+
       def keep_unless_better(step: str, today: Candidate, pick: Candidate) -> Candidate:
-        gains = lambda c: [r["background_style_gain"] for r in judged[c][1]]
         better = significantly_higher(gains(pick), gains(today))
         log(f"{step}: {pick} {'replaces' if better else 'is not significantly better than'} {today}")
         return pick if better else today
 
       c = portrait.Controls()   # today's defaults
       today = Candidate((c.w1_background, c.w2_background, c.alpha_background),
-                        (c.w1_person, c.w2_person, c.alpha_person), portrait.FEATHER)
+                        (c.w1_person, c.w2_person, c.alpha_person), portrait.FEATHER, portrait.EDGE_INSET)
       bg_gain = lambda r: r["background_style_gain"]
       judge_one("today", today)
       chosen = today
@@ -308,14 +320,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = best("person", persons(around(w1, FINE_W, *w_range), (w2,),
                                         around(alpha, FINE_ALPHA, *alpha_range)), by_margin)
 
-      if "feather" in steps:
-        feathers = lambda values: [dataclasses.replace(chosen, feather=v) for v in values]
-        pick = best("feather", feathers(FEATHERS), bg_gain)
-        pick = best("feather", feathers(around(pick.feather, FINE_FEATHER, 0.0, portrait.MAX_FEATHER)),
-                    bg_gain)
-        chosen = keep_unless_better("feather", chosen, pick)
+      if "edge" in steps:
+        edges = lambda feathers, insets: [dataclasses.replace(chosen, feather=f, inset=i)
+                                          for f in feathers for i in insets]
+        step_today = chosen
 
-  log(f"chosen: {chosen.controls()}, feather {chosen.feather:g} (every candidate: {out / 'search.csv'})")
+        def widest_margin_beating_today(candidates: list[Candidate]) -> Candidate | None:
+          admitted = [c for c in candidates if judge_one("edge", c)["feasible"]
+                      and significantly_higher(gains(c), gains(step_today))]
+          return max(admitted, key=lambda c: judged[c][0]["margin"]) if admitted else None
+
+        pick = widest_margin_beating_today(edges(FEATHERS, INSETS))
+        if pick is not None:
+          fine = edges(around(pick.feather, FINE_FEATHER, 0.0, portrait.MAX_FEATHER),
+                       around(pick.inset, FINE_INSET, 0.0, MAX_INSET))
+          chosen = widest_margin_beating_today(fine)   # not None: the fine grid holds the coarse pick
+        log(f"edge: {chosen} {'replaces' if chosen != step_today else 'is'} today's edge")
+
+  log(f"chosen: {chosen.controls()}, feather {chosen.feather:g}, inset {chosen.inset:g} "
+      f"(every candidate: {out / 'search.csv'})")
   return 0
 
 

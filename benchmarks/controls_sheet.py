@@ -4,8 +4,10 @@
 
 Rows: ``quality.PUBLIC_DOMAIN_PORTRAITS`` × ``PUBLIC_DOMAIN_PAINTINGS`` (held-out pairs, center-cropped
 squares as the harness makes them); columns: content | painting | plain SANet | portrait mode at
-``--old`` | portrait mode at today's ``portrait.Controls()``. Every output goes through the CLI's path
-(``quality.jaxstyle_outputs``). Needs no quality extras: it measures nothing, it shows.
+``--old`` controls with the old edge (``old_edge``) | portrait mode at today's ``portrait.Controls()``
+and edge. Each pair is prepared once by the split program (``portrait.make_split_programs``, equal to
+the CLI's one program to 1e-5: ``tests/test_split_program.py``). Needs no quality extras: it measures
+nothing, it shows.
 """
 from __future__ import annotations
 
@@ -15,12 +17,21 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from PIL import Image
 
 from benchmarks import quality
 
 PUBLIC_DOMAIN_PAINTINGS = ("titu_starry_night.jpg", "titu_wave_kanagawa.jpg")   # van Gogh 1889, Hokusai c. 1831
 OLD = "1,1,1,1,0.2,0.6"   # portrait.Controls() before benchmarks/controls_search.py (2026-12-06)
+OLD_FEATHER = 0.01        # portrait.FEATHER then
+
+
+def old_edge(prepared: dict, images):
+  """The blend before ``portrait.blend_weight`` (2026-12-06): SegNet's probability blurred with σ =
+  ``OLD_FEATHER`` × the longer side, centred on the outline."""
+  from jaxstyle.program import portrait  # pylint: disable=g-import-not-at-top
+  return portrait.blend(portrait.feather_mask(prepared["mask"], OLD_FEATHER), images)
 
 
 def stack(rows: Sequence[Image.Image], gap: int = 8) -> Image.Image:
@@ -35,8 +46,11 @@ def stack(rows: Sequence[Image.Image], gap: int = 8) -> Image.Image:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jaxstyle.checkpoints import loading  # pylint: disable=g-import-not-at-top
   from jaxstyle.io.sheet import comparison_sheet  # pylint: disable=g-import-not-at-top
   from jaxstyle.program import portrait  # pylint: disable=g-import-not-at-top
+  from jaxstyle.program import sharding  # pylint: disable=g-import-not-at-top
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--data", default=str(quality.REPO.parent / "shared" / "data"))
   ap.add_argument("--weights", default=str(quality.REPO / "weights"))
@@ -48,26 +62,27 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = ap.parse_args(argv)
   old, new = args.old, portrait.Controls()
   # "alpha", not "α": Pillow's built-in font has no Greek.
-  label = lambda c: f"person W {c.w1_person:g}, {c.w2_person:g}, alpha {c.alpha_person:g}"
+  label = lambda c: f"W {c.w1_person:g}, {c.w2_person:g}, alpha {c.alpha_person:g}"   # the person's
+  params, cfg = loading.load(args.weights)
+  program = portrait.make_split_programs(cfg, sharding.data_mesh())
+  image = lambda x: np.asarray(x)[0]
   with tempfile.TemporaryDirectory() as tmp:
-    work = Path(tmp)
     pairs = quality.prepare(Path(args.data), quality.PUBLIC_DOMAIN_PORTRAITS, PUBLIC_DOMAIN_PAINTINGS,
-                            args.size, work)
-    log = lambda message: print(message, flush=True)
-    # Separate folders: the CLI skips outputs that already exist.
-    outputs = quality.jaxstyle_outputs(pairs, args.weights, work / "new", log, controls=new)
-    before = quality.jaxstyle_outputs(pairs, args.weights, work / "old", log, controls=old, modes=("portrait",))
+                            args.size, Path(tmp))
     rows = []
     for p in pairs:
-      key = (p.portrait, p.painting)
+      content, style = quality.load(p.content), quality.load(p.style)
+      prepared = program.prepare(params, content[None], style[None])
+      region = lambda c: program.transfer(params, prepared, jnp.asarray(c, jnp.float32))
+      today = program.composite(prepared, region(new.as_array()), portrait.FEATHER, False)["image"]
       rows.append(comparison_sheet([
-          ("content", quality.load(p.content)), ("painting", quality.load(p.style)),
-          ("plain SANet", outputs["jaxstyle plain"][key]),
-          (f"old: {label(old)}", before["jaxstyle portrait"][key]),
-          (f"new: {label(new)}", outputs["jaxstyle portrait"][key])], height=args.panel))
+          ("content", content), ("painting", style), ("plain SANet", image(region([[1.0, 1.0, 1.0]])[0])),
+          (f"old: {label(old)}; edge centred", image(old_edge(prepared, region(old.as_array())))),
+          (f"new: {label(new)}; edge inside", image(today))], height=args.panel))
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)
   stack(rows).save(args.out, quality=88)
-  print(f"wrote {args.out} ({len(rows)} pairs; old {old}, new {new})")
+  print(f"wrote {args.out} ({len(rows)} pairs; old {old}, feather {OLD_FEATHER:g}, centred edge; "
+        f"new {new}, feather {portrait.FEATHER:g}, edge {portrait.EDGE_INSET:g} σ inside)")
   return 0
 
 

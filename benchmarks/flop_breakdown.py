@@ -4,8 +4,8 @@
     python -m benchmarks.flop_breakdown --size 1024 --dtype bfloat16 --formulation same
 
 Nothing runs and no weights exist: every step of ``portrait.stylize`` (``encode``, ``attend``,
-``identity_transfer``, ``mix``, ``decode``, ``segment``, ``blend``) is lowered on abstract inputs
-(``jax.ShapeDtypeStruct``; params from ``model.param_shapes``) with the shapes the program gives it,
+``identity_transfer``, ``mix``, ``decode``, ``segment``, ``blend_weight``, ``blend``) is lowered on
+abstract inputs (``jax.ShapeDtypeStruct``; params from ``model.param_shapes``) with the shapes the program gives it,
 and so is the whole program (``portrait.make_program``, portrait and plain mode) for
 comparison; the steps must add up to the whole (``tests/test_flop_breakdown.py``). The identity transfer
 is counted as computed (XLA counts the larger branch of a ``lax.cond``); the program skips it when every
@@ -46,7 +46,7 @@ from jaxstyle.program import portrait
 from jaxstyle.program import profiling
 from jaxstyle.program import sharding
 
-FEATHER = 0.01          # portrait.stylize's default mask feather
+FEATHER = portrait.FEATHER   # portrait.stylize's default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,9 +148,11 @@ def components(cfg: model_lib.ModelConfig, size: int, batch: int, mode: str = "p
   if mode == "portrait":
     seg = functools.partial(segment, cfg)
     images = shape(lambda p, x: dec(p, t=x), params, t)
-    mask = shape(seg, params, content, cf)
+    mask = shape(seg, params, content, cf)   # the probability has the mask's shape and dtype
+    weight = functools.partial(portrait.blend_weight, feather=FEATHER)
     out += [Component("SegNet mask (decoder + feather)", seg, (params, content, cf)),
-            Component("blend", portrait.blend, (mask, images))]
+            Component("blend weight (edge inside the outline)", weight, (mask,)),
+            Component("blend", portrait.blend, (shape(weight, mask), images))]
   return out
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from jaxstyle.nets import model as model_lib
 from jaxstyle.nets import segnet as segnet_lib
 from jaxstyle.nets import vgg as vgg_lib
+from jaxstyle.program import portrait
 
 EPS = 1e-5
 
@@ -287,8 +289,9 @@ class Portrait(nn.Module):
   ``mode="plain"``: the background region only, no SegNet (``stylize(..., mode="plain")``).
   """
 
-  def __init__(self, params: dict, cfg: model_lib.ModelConfig, feather: float = 0.01, *,
-               mode: str = "portrait", identity: bool = True, attention: str = "bmm"):
+  def __init__(self, params: dict, cfg: model_lib.ModelConfig, feather: float = portrait.FEATHER, *,
+               mode: str = "portrait", identity: bool = True, attention: str = "bmm",
+               inset: float = portrait.EDGE_INSET):
     super().__init__()
     if mode not in MODES:
       raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -300,11 +303,11 @@ class Portrait(nn.Module):
     self.decoder = Decoder(p["decoder"]["params"], cfg.decoder_layers)
     if mode == "portrait":
       self.segnet = SegNetDecoder(p["segnet"]["params"], cfg.segnet)
-    self.segnet_sides, self.feather = cfg.segnet_sides, feather
+    self.segnet_sides, self.feather, self.inset = cfg.segnet_sides, feather, inset
 
-  def person_mask(self, content, content_feats, hw):
-    """``portrait.segment``: SegNet logits of the content and of an antialiased downscale to each
-    smaller ``segnet_sides`` (through its own VGG pass), averaged, sigmoid, feathered."""
+  def person_probability(self, content, content_feats, hw):
+    """``portrait.person_probability``: SegNet logits of the content and of an antialiased downscale to
+    each smaller ``segnet_sides`` (through its own VGG pass), averaged, sigmoid."""
     logits = self.segnet(content_feats).float()
     sides = [side for side in self.segnet_sides if side < max(hw)]
     for side in sides:
@@ -314,7 +317,14 @@ class Portrait(nn.Module):
       small_logits = self.segnet(self.encoder(small)).float()
       logits = logits + F.interpolate(small_logits[:, None], size=tuple(hw), mode="bilinear",
                                       align_corners=False)[:, 0]
-    return gaussian_blur(torch.sigmoid(logits / (1 + len(sides))), self.feather * max(hw))
+    return torch.sigmoid(logits / (1 + len(sides)))
+
+  def blend_weight(self, probability, sigma: float):
+    """``portrait.blend_weight``: the outline (≥ 0.5) moved ``inset`` σ in by its own blur, blurred."""
+    outline = (probability >= 0.5).float()
+    if self.inset:
+      outline = (gaussian_blur(outline, sigma) >= statistics.NormalDist().cdf(self.inset)).float()
+    return gaussian_blur(outline, sigma)
 
   def forward(self, content, style, controls):
     """NCHW ``content``/``style`` in [0, 1], ``controls`` as ``Controls.as_array()`` → dict like JAX's."""
@@ -333,9 +343,11 @@ class Portrait(nn.Module):
     images = images.view(regions, -1, *images.shape[1:])
     if self.mode == "plain":
       return {"image": images[0]}
-    mask = self.person_mask(content, cf, hw)
-    image = mask[:, None] * images[1] + (1 - mask[:, None]) * images[0]
-    return {"image": image, "mask": mask, "background": images[0], "person": images[1]}
+    probability, sigma = self.person_probability(content, cf, hw), self.feather * max(hw)
+    weight = self.blend_weight(probability, sigma)
+    image = weight[:, None] * images[1] + (1 - weight[:, None]) * images[0]
+    return {"image": image, "mask": gaussian_blur(probability, sigma), "weight": weight,
+            "background": images[0], "person": images[1]}
 
 
 def configure_torch(threads: int | None = None) -> None:

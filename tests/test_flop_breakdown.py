@@ -28,7 +28,7 @@ def test_components_sum_to_the_whole_portrait_program(result):
   assert [c["component"] for c in result["components"]] == [
       "VGG-19 encode (content)", "VGG-19 encode (style)", "SANet attention c→s (relu4_1+relu5_1)",
       "SANet attention identity c→c", "weigh + merge conv", "decoder (2 regions)",
-      "SegNet mask (decoder + feather)", "blend"]
+      "SegNet mask (decoder + feather)", "blend weight (edge inside the outline)", "blend"]
   assert result["sum_flops"] == pytest.approx(result["whole"]["flops"], rel=REL)
   assert sum(c["share"] for c in result["components"]) == pytest.approx(1.0, rel=REL)
 
@@ -58,4 +58,4 @@ def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
   table = capsys.readouterr().out
   assert "| **whole portrait program** |" in table and "| SegNet mask (decoder + feather) |" in table
   data = json.loads(out.read_text())
-  assert data["model"] == "tiny" and data["size"] == 32 and len(data["components"]) == 8
+  assert data["model"] == "tiny" and data["size"] == 32 and len(data["components"]) == 9

@@ -150,3 +150,40 @@ def test_multi_scale_mask_averages_the_logits_of_each_side(setup):
   want = portrait.feather_mask(jax.nn.sigmoid(logits), 0.0)
   np.testing.assert_allclose(portrait.segment(params, multi, content, 0.0), want, atol=1e-6)
   assert not np.allclose(portrait.segment(params, CFG, content, 0.0), want, atol=1e-3)
+
+
+def test_blend_edge_lies_inside_the_outline():
+  """A straight outline: the weight is the feather's Gaussian edge centred ``inset`` σ inside it, 0 from
+  (3 − inset) σ outside and 1 from (3 + inset) σ inside; the 0.5 level of ``mask`` stays the outline."""
+  from statistics import NormalDist   # pylint: disable=g-import-not-at-top
+  h, w, edge, feather = 8, 400, 200, 0.02                 # σ = 0.02 × 400 = 8 px; person from column 200
+  probability = jnp.broadcast_to(jnp.where(jnp.arange(w) >= edge, 0.9, 0.1), (1, h, w))
+  for inset in (0.0, 1.0, 2.0):
+    weight = np.asarray(portrait.blend_weight(probability, feather, inset=inset))[0, h // 2]
+    d = np.arange(w) - edge + 0.5                        # pixel centres' distance inside the outline
+    want = np.array([NormalDist().cdf(x / 8 - inset) for x in d])
+    near = np.abs(d / 8 - inset) < 2.5
+    np.testing.assert_allclose(weight[near], want[near], atol=0.03)
+    assert (weight[d < -(3 - inset) * 8 - 1] == 0).all() and (weight[d > (3 + inset) * 8 + 1] == 1).all()
+  assert weight[edge] < 0.05 and weight[edge - 1] < 0.03   # 2σ in: little person transfer at the outline
+  mask = np.asarray(portrait.feather_mask(probability, feather))[0, h // 2]
+  assert mask[edge - 1] < 0.5 <= mask[edge]
+
+
+def test_blend_weight_without_feather_is_the_thresholded_mask_and_keeps_the_image_border():
+  m = jax.random.uniform(jax.random.key(5), (2, 30, 40))
+  for inset in (0.0, 2.0):
+    np.testing.assert_array_equal(portrait.blend_weight(m, 0.0, inset=inset), (m >= 0.5).astype(jnp.float32))
+  # A person reaching the bottom edge is not moved in from it: the blur replicates the border.
+  body = jnp.zeros((1, 60, 60)).at[:, 20:, 15:45].set(1.0)
+  weight = np.asarray(portrait.blend_weight(body, 0.03, inset=2.0))[0]
+  assert weight[-1, 30] == 1 and weight[-1, 5] == 0 and weight[10, 30] == 0
+  # 1.5 px inside the top outline, σ = 1.8 px: above half centred there, under half 2σ further in.
+  assert float(portrait.feather_mask(body, 0.03)[0, 21, 30]) > 0.5 > weight[21, 30] > 0
+
+
+def test_blend_uses_the_weight_and_returns_the_person_mask(setup):
+  out = run(setup, portrait.Controls(), feather=0.05)
+  want = out["weight"][..., None] * out["person"] + (1 - out["weight"][..., None]) * out["background"]
+  np.testing.assert_allclose(out["image"], want, atol=1e-6)
+  assert float(jnp.abs(out["weight"] - out["mask"]).max()) > 0.05   # the edge moved inside the outline

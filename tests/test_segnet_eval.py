@@ -52,7 +52,7 @@ def test_held_out_portraits_are_read_as_the_cli_reads_them(tmp_path):
   assert teacher["per_image"] == [round(segnet_eval.person_iou(h.teacher, h.mask), 4)]
 
 
-def test_metric_sees_the_mask_the_program_blends_with():
+def test_metric_sees_the_person_mask_the_program_returns():
   params = model.init_params(TINY, jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
   content = rng.uniform(size=(1, 40, 32, 3)).astype(np.float32)

@@ -95,6 +95,10 @@ def test_no_control_recompiles_or_recomputes_the_pair(pair, split):
   """Every slider (six region controls, feather, preserve colour) reuses the compiled programs."""
   params, content, style, sizes = pair
   prepared = split.prepare(params, content, style, sizes)
+  # A person-shaped mask: the random SegNet's speckle is thinner than the blend's edge inset, so the
+  # person transfer would show nowhere and its controls would move nothing.
+  person = jnp.zeros_like(prepared["mask"]).at[:, 8:, 10:35].set(1.0)
+  prepared = {**prepared, "mask": jax.device_put(person, prepared["mask"].sharding)}
   base = portrait.Controls()
   first = split.render(params, prepared, base.as_array(), FEATHER, False, sizes)
   changes = [(dataclasses.replace(base, **{f.name: 0.35}), FEATHER, False)   # no default is 0.35
@@ -121,3 +125,9 @@ def test_traced_feather_equals_the_static_one():
     for i, (h, w) in enumerate(np.asarray(hw)):
       np.testing.assert_allclose(got[i, :h, :w], want[i, :h, :w], atol=1e-6)
     np.testing.assert_allclose(whole(mask, feather), portrait.feather_mask(mask, feather), atol=1e-6)
+  # The blend weight thresholds two such blurs: the same with a traced feather.
+  weight = jax.jit(lambda m, f, h: portrait.blend_weight(m, f, h, portrait.MAX_FEATHER, inset=2.0))
+  for feather in (0.0, 0.02, 0.05):
+    got, want = weight(mask, feather, hw), portrait.blend_weight(mask, feather, hw, inset=2.0)
+    for i, (h, w) in enumerate(np.asarray(hw)):
+      np.testing.assert_allclose(got[i, :h, :w], want[i, :h, :w], atol=1e-6)

@@ -30,7 +30,7 @@ def test_twelve_frames_in_twelve_out_same_rate_with_audio(tmp_path, tiny_weights
   captured = capsys.readouterr()
   assert code == 0, captured.err
   assert captured.out.split() == [str(out)]
-  assert "12 frames in" in captured.err and "mask flicker" in captured.err
+  assert "12 frames in" in captured.err and "blend-weight flicker" in captured.err
   frames, rate, audio = read_clip(out)
   assert len(in_frames) == 12 and len(frames) == 12
   assert rate == in_rate == 24

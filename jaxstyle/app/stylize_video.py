@@ -1,6 +1,6 @@
 """Video in, video out: ``--content clip.mp4 --output out.mp4`` through the same portrait program.
 
-    decode ─ resize ─ batches of frames ─ program (sharded over devices) ─ smooth mask over time
+    decode ─ resize ─ batches of frames ─ program (sharded over devices) ─ smooth blend weight over time
                                                                           ─ blend ─ encode
     audio packets ──────────────────────────────────────────────────────────── copied as they are
 
@@ -10,9 +10,9 @@
   compiles one program. Every frame has one shape, so no shape bucket is needed: frames run at their
   exact size.
 - Files in and out, frame rate and audio: ``jaxstyle.io.video.transcode``.
-- Portrait clips: the program's per-frame masks are smoothed over time and the two transfers blended
-  again on the host with the smoothed mask (``jaxstyle.program.temporal``); mask flicker is logged
-  before and after.
+- Portrait clips: the program's per-frame blend weights are smoothed over time and the two transfers
+  blended again on the host with the smoothed weight (``jaxstyle.program.temporal``); its flicker is
+  logged before and after.
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def stylize_clip(src: Path, dst: Path, stylizer: Stylizer, info: video.Probe, hw
   message = (f"{dst}: {frames_done} frames in {end - start:.1f} s; {steady:.2f} frames/s after the first "
              "batch (which compiles)")
   if raw.count:
-    message += f"; mask flicker (mean |Δmask| between frames) {raw.value:.4f} → {smooth.value:.4f} smoothed"
+    message += f"; blend-weight flicker (mean |Δ| between frames) {raw.value:.4f} → {smooth.value:.4f} smoothed"
   log(message)
   return stats
 

@@ -1,6 +1,6 @@
 """The portrait style-transfer program (Berezin & Volkova): one pure function, one XLA program.
 
-    content ─ VGG ─┬─ SegNet decoder ─ sigmoid ─ feather ─────────────────────────────────┐ mask m
+    content ─ VGG ─┬─ SegNet decoder ─ sigmoid ─ ≥ 0.5 ─ edge inside the outline ─────────┐ weight m
                    ├─ relu4_1, relu5_1 ─┬─ sanet4_1, sanet5_1 (c, s): o_s   (computed once)  │
     style ─── VGG ─┴─ relu4_1, relu5_1 ─┘  sanet4_1, sanet5_1 (c, c): o_c   (identity; only  │
                                                                          if some α < 1)    │
@@ -17,11 +17,14 @@ published (one region, no mask; W = (1, 1), α = 1 reproduces the published forw
 
 ``stylize`` is the composition of small pure steps, each lowered on its own by
 ``benchmarks/flop_breakdown.py``: ``encode`` → ``attend`` and ``identity_transfer`` → ``mix`` →
-``decode``; ``person_logits`` → ``blend``. Numeric controls (W1, W2, α per region) are traced
-arguments, so changing them never recompiles; the program compiles once per (shape, mode). Inputs
+``decode``; ``person_logits`` → ``blend_weight`` → ``blend``. Numeric controls (W1, W2, α per region)
+are traced arguments, so changing them never recompiles; the program compiles once per (shape, mode). Inputs
 padded into a shape bucket (``buckets.py``) pass their valid sizes (``stylize(sizes=...)``): SANet's
 statistics and attention keys then come from valid positions only and the mask is feathered at the
 valid size, so one program serves every picture of a bucket.
+
+The blend's soft edge lies inside the person's outline (``blend_weight``): the background keeps the
+style-dominant transfer up to the outline instead of a band of the content-dominant one around the person.
 
 The same steps split in two where a control moves (the studio, ``app/studio.py``): ``prepare`` is what a
 pair fixes (both VGG passes, both attentions, the identity transfer and the unfeathered mask), computed
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import statistics
 from typing import Callable, NamedTuple
 
 import jax
@@ -49,7 +53,13 @@ from jaxstyle.program import sharding
 # The largest mask feather (σ as a fraction of the longer side): a tenth already blurs the mask into a
 # gradient across the person, and a traced feather's blur filter is sized by it (``feather_mask``).
 MAX_FEATHER = 0.1
-FEATHER = 0.01   # the default: σ of 4–10 px at 384–1024 px, a soft edge without a halo
+# The blend's edge (``blend_weight``), chosen with the person's controls (``benchmarks/controls_search.py``
+# step ``edge``, docs/quality.md): a Gaussian of σ = FEATHER × the longer side (2–5 px at 384–1024 px)
+# centred EDGE_INSET σ inside the person's outline. Centred on the outline, half of the edge's band lay
+# outside the person and showed the content-dominant transfer there as a halo; 2.75 σ in, Φ(−2.75) = 0.3%
+# of it reaches the outline.
+FEATHER = 0.005
+EDGE_INSET = 2.75
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,9 +189,29 @@ def feather_mask(mask: jax.Array, feather: float | jax.Array, hw: jax.Array | No
   return jnp.clip(blurred, 0, 1)   # a weighted mean of [0, 1] values, but its rounding can pass 1
 
 
+def blend_weight(mask: jax.Array, feather: float | jax.Array, hw: jax.Array | None = None,
+                 max_feather: float | None = None, inset: float = EDGE_INSET) -> jax.Array:
+  """The person's weight in the blend, ``[B, H, W]``: ``mask`` ≥ 0.5 (the person's outline) with a
+  Gaussian edge of σ = ``feather`` × the longer side centred ``inset`` σ inside the outline.
+
+  The outline is moved in by the feather's own blur: a straight edge blurred is Φ(d/σ) at a distance d
+  inside it, so keeping where the blurred outline is ≥ Φ(``inset``) keeps what lies ≥ ``inset`` σ inside
+  (corners round off; parts thinner than 2·``inset`` σ, such as strands of hair, take the background's
+  transfer). ``inset`` < 3: the blur's taps end at 3σ. At feather 0 this is the thresholded mask.
+  Arguments as ``feather_mask``.
+  """
+  assert 0 <= inset < 3, inset
+  outline = (mask >= 0.5).astype(jnp.float32)
+  if inset:
+    level = statistics.NormalDist().cdf(inset)
+    outline = (feather_mask(outline, feather, hw, max_feather) >= level).astype(jnp.float32)
+  return feather_mask(outline, feather, hw, max_feather)
+
+
 def segment(params: Params, cfg: ModelConfig, content: jax.Array, feather: float,
             content_feats: dict | None = None) -> jax.Array:
-  """The person mask the program blends with: SegNet → sigmoid → feather, ``[B, H, W]`` in [0, 1]."""
+  """The person mask the program returns: SegNet → sigmoid → feather, ``[B, H, W]`` in [0, 1]. Its 0.5
+  level is the outline the blend follows (``blend_weight``)."""
   return feather_mask(person_probability(params, cfg, content, content_feats), feather)
 
 
@@ -263,18 +293,20 @@ def transfer(params: Params, prepared: dict, controls: jax.Array, *, cfg: ModelC
 
 def composite(prepared: dict, images: jax.Array, feather: float | jax.Array = FEATHER,
               keep_color: bool | jax.Array = False, *, sizes: jax.Array | None = None,
-              mode: str = "portrait", max_feather: float | None = None) -> dict[str, jax.Array]:
-  """Region ``images`` (``transfer``; background, person) → preserve colour → feather → blend.
+              mode: str = "portrait", max_feather: float | None = None,
+              inset: float = EDGE_INSET) -> dict[str, jax.Array]:
+  """Region ``images`` (``transfer``; background, person) → preserve colour → blend (``blend_weight``).
 
   Returns ``stylize``'s outputs. ``feather`` / ``keep_color`` may be traced (``max_feather`` then bounds
-  the feather: ``feather_mask``).
+  the feather: ``feather_mask``); ``inset`` is ``blend_weight``'s.
   """
   images = keep_colors(images, prepared["content"], keep_color)
   if region_count(mode) == 1:
     return {"image": images[0]}
   content_hw = None if sizes is None else sizes[:, :2]
-  mask = feather_mask(prepared["mask"], feather, content_hw, max_feather)
-  return {"image": blend(mask, images), "mask": mask, "background": images[0], "person": images[1]}
+  weight = blend_weight(prepared["mask"], feather, content_hw, max_feather, inset)
+  return {"image": blend(weight, images), "weight": weight, "background": images[0], "person": images[1],
+          "mask": feather_mask(prepared["mask"], feather, content_hw, max_feather)}
 
 
 def render(params: Params, prepared: dict, controls: jax.Array, feather: float | jax.Array = FEATHER,
@@ -296,7 +328,9 @@ def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.
   ``sizes [B, 4]`` (content h, w, style h, w): the valid top-left corners of inputs padded into a
   shape bucket (``buckets.py``); only valid positions give SANet statistics and attention keys, and the
   mask's feather is that of the valid size. Outputs keep the padded shape: crop them to ``sizes``.
-  Returns ``image`` and, in portrait mode, ``mask``, ``background`` and ``person`` (all [0, 1]).
+  Returns ``image`` and, in portrait mode, ``mask`` (SegNet's or the given mask, feathered: the person
+  mask ``--save-mask`` writes, whose 0.5 level is the outline), ``weight`` (the person's weight in the
+  blend, ``blend_weight``), ``background`` and ``person`` (all [0, 1]).
   ``render ∘ prepare``, with the feather and preserve colour static (the CLI's one program).
   """
   controls = controls[:region_count(mode)].astype(jnp.float32)

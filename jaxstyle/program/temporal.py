@@ -1,10 +1,10 @@
 """Temporal mask smoothing for video: SegNet sees each frame alone, so its mask flickers at the person's edge.
 
-The blend mask of frame t is a centred Gaussian average (σ = ``SMOOTH_SIGMA`` frames, cut at
-``SMOOTH_RADIUS``) of the per-frame feathered masks, renormalised at the clip's ends. Blurring is linear,
-so this equals smoothing SegNet's masks first and feathering after; being centred it adds no lag (frames
-wait ``SMOOTH_RADIUS`` frames for their future). ``Flicker`` (mean absolute mask change between
-consecutive frames) measures the effect. All pure NumPy.
+The blend weight of frame t is a centred Gaussian average (σ = ``SMOOTH_SIGMA`` frames, cut at
+``SMOOTH_RADIUS``) of the per-frame blend weights (the program's ``weight``: the person's weight in its
+blend), renormalised at the clip's ends; being centred it adds no lag (frames wait ``SMOOTH_RADIUS``
+frames for their future). ``Flicker`` (mean absolute change between consecutive frames) measures the
+effect. All pure NumPy.
 """
 from __future__ import annotations
 
@@ -72,15 +72,15 @@ class Flicker:
 
 def blend_smoothed(results: Iterable[dict[str, np.ndarray]], raw: Flicker,
                    smooth: Flicker) -> Iterator[np.ndarray]:
-  """Portrait frames: the two transfers blended with the temporally smoothed mask (``smooth_masks``).
-  Records the flicker of the masks before and after smoothing."""
+  """Portrait frames: the two transfers blended with the temporally smoothed blend weight
+  (``smooth_masks`` of each result's ``weight``). Records its flicker before and after smoothing."""
   held: collections.deque = collections.deque()
 
   def masks():
     for r in results:
       held.append(r)
-      raw.add(r["mask"])
-      yield r["mask"]
+      raw.add(r["weight"])
+      yield r["weight"]
 
   for mask in smooth_masks(masks()):
     r = held.popleft()

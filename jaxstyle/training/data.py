@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxstyle.io import image_io
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]   # jaxstyle/training/data.py → the repository
 # Annotation kinds in portraits/SOURCES.tsv made by people (not a model's prediction).
 HAND_ANNOTATED_KINDS = ("gt_npr_manual", "gt_celebamaskhq_labels")
 
