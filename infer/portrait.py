@@ -31,7 +31,7 @@ from jaxstyle.io.cli import UsageError
 from jaxstyle.io.image_io import ImageError
 from jaxstyle.io.weights import WeightsError
 from jaxstyle.program import sharding
-from jaxstyle.program.portrait import Controls
+from jaxstyle.program.portrait import EDGE_INSET, Controls
 
 DEFAULTS = Request(content=(), style=())
 # MemoryError: a host allocation the checks did not foresee still ends as one line.
@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--mask", metavar="FILE",
                  help="your own person mask (white or opaque = person) instead of SegNet's")
   p.add_argument("--feather", type=float, default=DEFAULTS.feather,
-                 help=f"mask edge blur σ, a fraction 0..{request.MAX_FEATHER:g} of the longer side "
-                      "(%(default)s)")
+                 help=f"σ of the blend's soft edge, a fraction 0..{request.MAX_FEATHER:g} of the longer side "
+                      f"(%(default)s); the edge is centred {EDGE_INSET:g} σ inside the person's outline")
   p.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
   p.add_argument("--dtype", choices=request.DTYPES, default=DEFAULTS.dtype,
                  help="compute dtype (%(default)s); params stay float32")

@@ -324,7 +324,7 @@ def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.
   """Stylises ``content [B, H, W, 3]`` with ``style [B, Hs, Ws, 3]`` (both RGB in [0, 1]).
 
   ``controls`` is ``Controls.as_array()``; ``mask [B, H, W]`` in [0, 1] replaces SegNet when given;
-  ``feather`` is the Gaussian σ of the mask edge as a fraction of the longer image side.
+  ``feather`` is the Gaussian σ of the mask's and the blend's edge as a fraction of the longer image side.
   ``sizes [B, 4]`` (content h, w, style h, w): the valid top-left corners of inputs padded into a
   shape bucket (``buckets.py``); only valid positions give SANet statistics and attention keys, and the
   mask's feather is that of the valid size. Outputs keep the padded shape: crop them to ``sizes``.
