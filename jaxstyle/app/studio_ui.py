@@ -89,7 +89,8 @@ def build_page(studio: studio_lib.Studio, *, sizes: tuple[int, int] = (64, studi
               field = f"{name}_{region}"
               sliders[field] = _slider(field, getattr(defaults, field))
         feather = gr.Slider(0, request.MAX_FEATHER, value=portrait.FEATHER, step=0.005, elem_id="feather",
-                            label="feather (σ of the blend's edge inside the person, a fraction of the longer side)")
+                            label="feather (σ of the blend's edge inside the person, a fraction of the "
+                                  "longer side)")
         preserve = gr.Checkbox(False, label="preserve the content's colours", elem_id="preserve_color")
         mask = gr.File(label="optional person mask (white = person)", type="filepath",
                        file_types=sorted(image_io.IMAGE_SUFFIXES), elem_id="mask")
