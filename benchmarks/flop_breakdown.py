@@ -5,8 +5,8 @@
 
 Nothing runs and no weights exist: every step of ``portrait.stylize`` (``encode``, ``attend``,
 ``identity_transfer``, ``mix``, ``decode``, ``segment``, ``blend_weight``, ``blend``) is lowered on
-abstract inputs (``jax.ShapeDtypeStruct``; params from ``model.param_shapes``) with the shapes the program gives it,
-and so is the whole program (``portrait.make_program``, portrait and plain mode) for
+abstract inputs (``jax.ShapeDtypeStruct``; params from ``model.param_shapes``) with the shapes the
+program gives it, and so is the whole program (``portrait.make_program``, portrait and plain mode) for
 comparison; the steps must add up to the whole (``tests/test_flop_breakdown.py``). The identity transfer
 is counted as computed (XLA counts the larger branch of a ``lax.cond``); the program skips it when every
 α is 1, as in plain mode at the default controls.

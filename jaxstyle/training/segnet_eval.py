@@ -3,9 +3,10 @@
 Each held-out portrait is read by the CLI's loader (``image_io.load_image``, longest side ``size``), run
 through ``portrait.segment`` (VGG-19 → SegNet → sigmoid → feather: the person mask the program returns,
 whose outline its blend follows) at its own shape, and thresholded at 0.5; the hand-drawn mask is read
-by the CLI's ``--mask`` loader at the same shape. The number reported is the **person** IoU (the foreground class alone, not its mean with the
-background, which an all-person mask already scores 0.6–0.7 on), per image and its mean and minimum,
-beside the MediaPipe teacher's masks (``portraits_masks/mediapipe``) on the same images.
+by the CLI's ``--mask`` loader at the same shape. The number reported is the **person** IoU (the
+foreground class alone, not its mean with the background, which an all-person mask already scores
+0.6–0.7 on), per image and its mean and minimum, beside the MediaPipe teacher's masks
+(``portraits_masks/mediapipe``) on the same images.
 
     python -m jaxstyle.training.segnet_eval --weights weights --weights ../shared/runs/segnet_h200_3000
 """
