@@ -103,3 +103,14 @@ def test_video_refuses_image_only_options(tmp_path, tiny_weights, style, capsys)
   code = cli.main(["--content", str(clip), "--style", str(style), "--sheet", "--weights", str(tiny_weights)])
   err = capsys.readouterr().err
   assert code == 2 and "for images, not video" in err
+
+
+def test_webm_of_a_clip_with_aac_audio_is_refused_before_any_work(tmp_path, tiny_weights, style, capsys,
+                                                                   monkeypatch):
+  clip = write_clip(tmp_path / "clip.mp4", frames=2, audio_seconds=0.1)
+  monkeypatch.setattr(stylize_video, "load_params", lambda *a: pytest.fail("weights loaded"))
+  code = cli.main(["--content", str(clip), "--style", str(style), "--output", str(tmp_path / "o.webm"),
+                   "--weights", str(tiny_weights)])
+  err = capsys.readouterr().err
+  assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+  assert "cannot copy the aac audio" in err and not (tmp_path / "o.webm").exists()

@@ -9,7 +9,7 @@
   device count (or ``--batch-size``), the last batch padded by repeating its last frame, so one clip
   compiles one program. Every frame has one shape, so no shape bucket is needed: frames run at their
   exact size.
-- Files in and out, frame rate and audio: ``jaxstyle.io.video.transcode``.
+- Files in and out, frame rate, audio and upright frames: ``jaxstyle.io.video``.
 - Portrait clips: the program's per-frame blend weights are smoothed over time and the two transfers
   blended again on the host with the smoothed weight (``jaxstyle.program.temporal``); its flicker is
   logged before and after.
@@ -109,12 +109,13 @@ def run_video(req: Request, content: Path, styles: Sequence[sources.Input], *, l
   if req.mask or req.save_mask or req.sheet:
     raise UsageError("--mask, --save-mask and --sheet are for images, not video")
   info = video.probe(content)
-  hw = video.frame_hw(info.hw, req.size)
+  hw = video.frame_hw(info.hw, req.size, content)
   outputs = [output_path(req.output, content, s, len(styles)) for s in styles]
   for path in outputs:
     if image_io.same_file(path, content) or any(image_io.same_file(path, s) for s in styles
                                                    if isinstance(s, Path)):
       raise UsageError(f"{path}: refusing to overwrite an input (choose another --output)")
+    video.check_output(content, path)
   check_writable_paths(outputs)
   params, cfg, mesh = load_params(req, False)
   program = portrait.make_program(cfg, mesh, mode=req.mode, feather=req.feather,

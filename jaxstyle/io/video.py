@@ -5,9 +5,13 @@
 
 - ``transcode`` writes a clip with the input's frame count and frame rate (constant: the stream's
   average rate), every frame passed through the caller's ``transform``; audio is remuxed without
-  re-encoding. The output goes through a temporary file beside the target, so no partial file is left.
-- Anything wrong with a video (unreadable, no video stream, no frame rate, a codec the container cannot
-  take) is a ``VideoError``: one line naming the file.
+  re-encoding, moved by the video's start time so that both start together as they did. The output
+  goes through a temporary file beside the target, so no partial file is left.
+- Frames are turned upright by the stream's display matrix (a phone's portrait clip is stored on its
+  side), as images are by their EXIF orientation; the output is written upright.
+- Anything wrong with a video (unreadable, no video stream, no frame rate, frames too small, audio the
+  output container cannot take: ``check_output``, before any work) is a ``VideoError``: one line naming
+  the file.
 - ``python -m jaxstyle.io.video pan IMAGE OUT.mp4``: a short clip panning over a still image (the demo's
   input).
 """
@@ -17,6 +21,7 @@ import dataclasses
 import fractions
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -48,10 +53,17 @@ def _one_line(e: BaseException) -> str:
   return " ".join(text.split()) or type(e).__name__
 
 
-def frame_hw(hw: tuple[int, int], size: int) -> tuple[int, int]:
-  """Output frame size: longest side ``size`` (0: as is), sides rounded down to even for 4:2:0."""
+def frame_hw(hw: tuple[int, int], size: int, path: str | os.PathLike) -> tuple[int, int]:
+  """Output frame size: longest side ``size`` (0: as is), sides rounded down to even for 4:2:0.
+
+  Refuses (``VideoError``) frames that would come out smaller than ``image_io.MIN_SIDE``, as images are.
+  """
   h, w = image_io.longest_side_hw(hw, size) if size else hw
-  return h - h % 2, w - w % 2
+  out = (h - h % 2, w - w % 2)
+  if min(out) < image_io.MIN_SIDE:
+    raise VideoError(f"{path}: {hw[1]}x{hw[0]} frames resized to a longest side of {size} are "
+                     f"{out[1]}x{out[0]}, too small (at least {image_io.MIN_SIDE} px a side)")
+  return out
 
 
 # --- reading and writing -----------------------------------------------------------------------------
@@ -59,10 +71,18 @@ def frame_hw(hw: tuple[int, int], size: int) -> tuple[int, int]:
 
 @dataclasses.dataclass(frozen=True)
 class Probe:
-  hw: tuple[int, int]           # decoded frame size
+  hw: tuple[int, int]           # frame size upright (as displayed)
   rate: fractions.Fraction      # frames per second
   frames: int                   # from the header; 0 when the container does not say
   audio: bool
+  turns: int = 0                # quarter turns counterclockwise from the stored frames to upright
+
+
+def quarter_turns(rotation: float | None) -> int:
+  """Quarter turns (counterclockwise, as ``np.rot90``) that show a frame upright, from its display
+  matrix's rotation (FFmpeg's ``av_display_rotation_get``: degrees counterclockwise; a phone's portrait
+  clip is −90). Rotations between quarter turns are rounded to the nearest."""
+  return round((rotation or 0) / 90) % 4
 
 
 def probe(path: Path) -> Probe:
@@ -80,30 +100,34 @@ def probe(path: Path) -> Probe:
       first = next(container.decode(stream), None)
       if first is None:
         raise VideoError(f"{path}: the video stream has no frames")
-      hw = (first.height, first.width)
+      turns = quarter_turns(first.rotation)
+      hw = (first.height, first.width) if turns % 2 == 0 else (first.width, first.height)
       if hw[0] * hw[1] > image_io.MAX_PIXELS:
         raise VideoError(f"{path}: {hw[1]}x{hw[0]} frames exceed the limit of "
                          f"{image_io.MAX_PIXELS / 1e6:g} MP")
       if min(hw) < image_io.MIN_SIDE:
         raise VideoError(f"{path}: {hw[1]}x{hw[0]} frames are too small "
                          f"(at least {image_io.MIN_SIDE} px a side)")
-      return Probe(hw, fractions.Fraction(rate), stream.frames, bool(container.streams.audio))
+      return Probe(hw, fractions.Fraction(rate), stream.frames, bool(container.streams.audio), turns)
   except VideoError:
     raise
   except (av.FFmpegError, ValueError, OSError, StopIteration) as e:
     raise VideoError(f"{path}: not a readable video ({_one_line(e)})") from None
 
 
-def decode_frames(container, hw: tuple[int, int], audio_sink: Callable | None) -> Iterator[np.ndarray]:
-  """RGB float32 frames of the first video stream, resized to ``hw``; audio packets go to
-  ``audio_sink`` as they are demuxed (so they interleave with the video written meanwhile)."""
+def decode_frames(container, hw: tuple[int, int], audio_sink: Callable | None,
+                  turns: int = 0) -> Iterator[np.ndarray]:
+  """RGB float32 frames of the first video stream, turned upright by ``turns`` (``Probe.turns``) and
+  resized to ``hw`` (upright); audio packets go to ``audio_sink`` as they are demuxed (so they
+  interleave with the video written meanwhile)."""
   video = container.streams.video[0]
   streams = [video] + ([container.streams.audio[0]] if audio_sink and container.streams.audio else [])
+  stored = hw if turns % 2 == 0 else hw[::-1]
   for packet in container.demux(*streams):
     if packet.stream is video:
       for frame in packet.decode():
-        rgb = frame.to_ndarray(format="rgb24", width=hw[1], height=hw[0], interpolation="LANCZOS")
-        yield rgb.astype(np.float32) / 255.0
+        rgb = frame.to_ndarray(format="rgb24", width=stored[1], height=stored[0], interpolation="LANCZOS")
+        yield np.rot90(rgb, turns).astype(np.float32, order="C") / 255.0
     elif packet.dts is not None:   # a flush packet carries no data
       audio_sink(packet)
 
@@ -123,6 +147,24 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
   return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
 
 
+def check_output(src: Path, dst: Path) -> None:
+  """Refuses (``VideoError``) a ``dst`` whose container cannot take ``src``'s audio as it is (WebM takes
+  Opus and Vorbis, not a phone's AAC), before any model is loaded or frame decoded."""
+  try:
+    with av.open(str(src)) as inp:
+      if not inp.streams.audio:
+        return
+      audio = inp.streams.audio[0]
+      with tempfile.TemporaryDirectory() as tmp, av.open(os.path.join(tmp, "check" + dst.suffix), "w") as out:
+        try:
+          out.add_stream_from_template(audio)
+        except (av.FFmpegError, ValueError) as e:
+          raise VideoError(f"{dst}: cannot copy the {audio.codec_context.name} audio of {src} into this "
+                           f"container ({_one_line(e)}); choose another, such as .mkv") from None
+  except (av.FFmpegError, OSError) as e:
+    raise VideoError(f"{src}: not a readable video ({_one_line(e)})") from None
+
+
 def transcode(src: Path, dst: Path, info: Probe, hw: tuple[int, int],
               transform: Callable[[Iterator[np.ndarray]], Iterable[np.ndarray]], *,
               progress: bool | None = None) -> int:
@@ -140,14 +182,21 @@ def transcode(src: Path, dst: Path, info: Probe, hw: tuple[int, int],
       video.width, video.height, video.pix_fmt = hw[1], hw[0], "yuv420p"
       audio_in = inp.streams.audio[0] if inp.streams.audio else None
       audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
+      # Video frames are numbered from 0; the audio moves by the video's start time with them.
+      video_in = inp.streams.video[0]
+      start = (video_in.start_time or 0) * (video_in.time_base or 0)
+      shift = round(start / audio_in.time_base) if audio_in is not None else 0
 
       def copy_audio(packet):
         packet.stream = audio_out
+        if packet.pts is not None:
+          packet.pts -= shift
+        packet.dts -= shift
         out.mux(packet)
 
       with tqdm(total=info.frames or None, unit="frame", disable=None if progress is None else not progress,
                 desc=dst.name) as bar:
-        for image in transform(decode_frames(inp, hw, copy_audio if audio_out else None)):
+        for image in transform(decode_frames(inp, hw, copy_audio if audio_out else None, info.turns)):
           frame = av.VideoFrame.from_ndarray(to_uint8(image), format="rgb24")
           frame.pts = written
           frame.time_base = 1 / info.rate
