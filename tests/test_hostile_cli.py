@@ -4,7 +4,6 @@ start-up is one ``error: ...`` line and exit status 2, with a traceback only beh
 """
 import functools
 import os
-import struct
 import subprocess
 import sys
 import zipfile
@@ -315,6 +314,12 @@ def test_fetch_replaces_a_broken_cache(tmp_path, capsys, monkeypatch):
     ([], ["--config must have a value"]),
     (["--config=train/configs/sanet.py:runlocal", "--workdir={tmp}/w", "--config.no_such_field=1"],
      ["the config has no field 'no_such_field'"]),
+    (["--config=train/configs/sanet.py:runlocal,num_train_steps=2", "--workdir={tmp}/w"],
+     ["the config has no field 'num_train_steps'; Did you mean \"num_steps\""]),
+    # A config file's error comes with ml_collections' traceback in its message: only the error is kept.
+    (["--config=train/configs/sanet.py:nosuch", "--workdir={tmp}/w"], ["ValueError: unknown variant 'nosuch'"]),
+    (["--config=train/configs/sanet.py:runlocal,num_steps=abc", "--workdir={tmp}/w"],
+     ["invalid literal for int() with base 10: 'abc'"]),
     (["--config={tmp}/nope.py", "--workdir={tmp}/w"], ["nope.py", "No such file"]),
     (["--config=train/configs/sanet.py:runlocal", "--workdir={tmp}/file/w"],
      ["--workdir", "cannot create it (Not a directory)"]),

@@ -1,5 +1,6 @@
 """SANet training on the tiny model: a real step, learning, resume, NaN stop, data parallelism, configs."""
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -97,6 +98,14 @@ def test_normalised_vgg_divides_each_block_by_its_mean_activation(frozen):
     np.testing.assert_array_equal(new[f"pool{b}_indices"], raw[f"pool{b}_indices"])
 
 
+def test_an_encoder_of_other_shapes_is_refused_before_compiling(frozen):
+  assert encoder_weights.fitting(frozen["encoder"], TINY, "imagenet") is frozen["encoder"]
+  vgg19_shaped = jax.eval_shape(lambda: model_lib.init_params(model_lib.MODEL_CONFIGS["default"],
+                                                              jax.random.PRNGKey(0), (32, 32))["encoder"])
+  with pytest.raises(ValueError, match="config.encoder='imagenet' is the ImageNet VGG-19.*encoder='random'"):
+    encoder_weights.fitting(vgg19_shaped, TINY, "imagenet")
+
+
 def test_sample_grid_rows(frozen):
   batch = fixed_batch()
   grid = st.sample_grid(new_state().params, frozen, np.asarray(batch["content"]),
@@ -141,6 +150,37 @@ def test_sigterm_saves_and_resume_matches_an_uninterrupted_run(tmp_path, frozen)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
   lines = [json.loads(l) for l in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
   assert any("time/compile_s" in l for l in lines) and any("time/img_per_s" in l for l in lines)
+
+
+def test_the_loop_runs_at_most_one_step_ahead_of_the_device(tmp_path, frozen, monkeypatch):
+  """A stop must land within two steps, whatever ``log_every`` is: the host may not queue more."""
+  reported, lead = [], []
+  real_add = reporting.Reporter.add
+  monkeypatch.setattr(reporting.Reporter, "add", lambda self, step, m: (reported.append(m), real_add(self, step, m)))
+
+  @functools.partial(jax.jit, static_argnames="hp", donate_argnums=0)
+  def step_fn(state, frozen, batch, *, hp):   # a device slower than the host, as a CPU at full size is
+    state, metrics = st.train_step(state, frozen, batch, hp=hp)
+    x = jnp.full((384, 384), metrics["loss"] * 1e-9)
+    for _ in range(40):
+      x = jnp.tanh(x @ x)
+    return state, {**metrics, "slow": x[0, 0]}
+
+  def get_args(step):   # steps dispatched and not finished, as step ``step`` is about to be dispatched
+    lead.append(sum(not m["slow"].is_ready() for m in reported))
+    return frozen, fixed_batch()
+
+  mesh = sharding.data_mesh()
+  _, init = loop.abstract_train_state(lambda r: st.init_trainable(HP, r), st.make_optimizer(HP),
+                                      jax.random.PRNGKey(0), mesh)
+  writer = reporting.MetricWriter(tmp_path)
+  try:
+    loop.run_loop(init(jax.random.PRNGKey(0)), step_fn, get_args,
+                  loop.LoopConfig(num_steps=12, global_batch=2, log_every=100), static={"hp": HP},
+                  checkpointer=None, writer=writer)
+  finally:
+    writer.close()
+  assert len(lead) == 12 and max(lead) <= 1, lead
 
 
 def test_nan_stops_training_and_names_the_step(tmp_path, frozen):

@@ -101,6 +101,10 @@ def test_configs():
   assert changed == {"source", "resize", "num_steps", "eval_every", "checkpoint_every", "export_every"}
   cpu = segnet_configs.get_config("cpu_finetune")
   assert cpu.init_from == "weights" and cpu.crop == 320 and sg.hparams_from_config(cpu).augment.paste_prob > 0
+  # A tuple's items, given with "+", take the type of the field's items.
+  tuned = segnet_configs.get_config("runlocal,augment.scale_range=0.8+1.5,augment.jpeg_quality=30+60")
+  assert tuned.augment.scale_range == (0.8, 1.5) and tuned.augment.jpeg_quality == (30, 60)
+  assert [type(v) for v in (*tuned.augment.scale_range, *tuned.augment.jpeg_quality)] == [float] * 2 + [int] * 2
 
 
 def test_init_from_keeps_given_parameters_and_zero_skips(tmp_path):

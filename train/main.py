@@ -48,11 +48,28 @@ def parse_flags(argv: list[str]) -> list[str]:
   except Exception as e:  # pylint: disable=broad-except   flags.Error, or a --config.FIELD override's
     if cli.debug_requested(argv[1:]):
       raise
-    what = cli.one_line(e).strip("\"'")
-    if isinstance(e, (AttributeError, KeyError)):   # ml_collections, for --config.NO_SUCH_FIELD=...
-      what = f"the config has no field {what!r}"
-    print(f"error: {what} (see --helpshort)", file=sys.stderr)
+    print(f"error: {flag_error(e)} (see --helpshort)", file=sys.stderr)
     sys.exit(2)
+
+
+QUOTES = "\"'"
+
+
+def flag_error(e: BaseException) -> str:
+  """One line for a flag parsing error. ml_collections puts a config file's whole traceback in its
+  message (only its last line, the error, is kept) and raises a ``KeyError`` / ``AttributeError``
+  ``"'FIELD'\\nDid you mean ...?"`` for ``--config.NO_SUCH_FIELD=...``."""
+  if isinstance(e, (AttributeError, KeyError)):
+    text = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+    field, _, hint = text.partition("\n")
+    what = f"the config has no field {field.strip(QUOTES)!r}"
+    return what + (f"; {' '.join(hint.split())}" if hint.strip() else "")
+  text = str(e)
+  head, traceback, rest = text.partition("Traceback (most recent call last):")
+  if traceback:
+    last = [line for line in rest.splitlines() if line.strip()][-1:]
+    text = head + " ".join(last)
+  return " ".join(text.split())[:2000]
 
 
 def refusals() -> tuple[type[BaseException], ...]:

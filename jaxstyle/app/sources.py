@@ -108,13 +108,9 @@ def tfds_records(spec: str, data_dir: str | None, flag: str) -> list[Record]:
   spec = f"{TFDS_PREFIX}{name}:{split or 'train'}"
   try:
     source = datasets.tfds_source(name, split or "train", data_dir, [TFDS_IMAGE_KEY])
-    features = source.dataset_info.features
-  except ImportError:
-    raise UsageError(f"{flag} {spec}: reading tfds datasets needs tensorflow-datasets "
-                     "(pip install 'jaxstyle[data]')") from None
-  except Exception as e:  # pylint: disable=broad-except   tfds raises many kinds for a missing dataset
-    raise UsageError(f"{flag} {spec}: cannot open the dataset ({one_line(e)}); prepare it with "
-                     f"tfds build {name} --file_format=array_record") from None
+  except datasets.DatasetError as e:
+    raise UsageError(f"{flag} {e}") from None
+  features = source.dataset_info.features
   if TFDS_IMAGE_KEY not in features:
     raise UsageError(f"{flag} {spec}: the dataset has no {TFDS_IMAGE_KEY!r} feature")
   if not len(source):

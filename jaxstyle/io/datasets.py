@@ -12,9 +12,28 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 
+class DatasetError(ValueError):
+  """A tfds dataset that cannot be opened here; the message is one line saying how to get it."""
+
+
 def tfds_source(name: str, split: str, data_dir: str | None, skip_decoding: Sequence[str]) -> Any:
-  """The records of tfds dataset ``name`` (``NAME[/CONFIG][:VERSION]``), split ``split``, as a sequence."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top   see the module docstring
-  return tfds.data_source(name, split=split, data_dir=data_dir,
-                          decoders={k: tfds.decode.SkipDecoding() for k in skip_decoding},
-                          builder_kwargs={"file_format": "array_record"})
+  """The records of tfds dataset ``name`` (``NAME[/CONFIG][:VERSION]``), split ``split``, as a sequence.
+
+  Never downloads (nothing is fetched from a hub at run time): a dataset that is not prepared in
+  ``data_dir`` is a ``DatasetError``, as is a missing ``tensorflow_datasets``.
+  """
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top   see the module docstring
+  except ImportError:
+    raise DatasetError(f"tfds:{name}: reading tfds datasets needs tensorflow-datasets "
+                       "(pip install -e '.[data]')") from None
+  try:
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                            decoders={k: tfds.decode.SkipDecoding() for k in skip_decoding},
+                            builder_kwargs={"file_format": "array_record"})
+  except Exception as e:  # pylint: disable=broad-except   tfds raises many kinds for a missing dataset
+    what = " ".join(str(e).split()).split(". ")[0][:200] or type(e).__name__   # tfds lists every dataset
+    where = data_dir or "tfds's default data_dir"
+    raise DatasetError(f"tfds:{name}:{split}: cannot open the dataset in {where} "
+                       f"({what}); prepare it with: tfds build {name} --file_format=array_record"
+                       + (f" --data_dir {data_dir}" if data_dir else "")) from None

@@ -29,8 +29,9 @@ class StopFlag:
 
   Active inside ``with``: single-process, SIGTERM and SIGINT set ``requested``; multi-process, JAX's
   preemption service owns SIGTERM and SIGINT is re-sent as SIGTERM. The old handlers come back on exit.
-  Steps dispatch asynchronously, so the loop may be up to ``log_every`` steps ahead of the device when
-  the signal comes: it stops at the step it has reached, waits for it, and saves that state.
+  Steps dispatch asynchronously, so the loop may be a step ahead of the device when the signal comes
+  (``loop.run_loop`` lets no more than one wait): it stops at the step it has reached, waits for it,
+  and saves that state.
   """
 
   def __init__(self):

@@ -128,7 +128,7 @@ def run_loop(state: TrainState, step_fn: Callable, get_args: Callable[[int], tup
   compiled, compile_s = compile_step(step_fn, state, args, static, writer, start)
   reporter = reporting.Reporter(writer, num_steps=loop.num_steps, global_batch=loop.global_batch,
                                 extra=extra_metrics)
-  t_run, step = time.perf_counter(), start
+  t_run, step, previous = time.perf_counter(), start, None
   try:
     while step < loop.num_steps and not (stop is not None and stop.should_stop(step)):
       if step != start:
@@ -136,6 +136,11 @@ def run_loop(state: TrainState, step_fn: Callable, get_args: Callable[[int], tup
       state, metrics = compiled(state, *args)
       step += 1
       reporter.add(step, metrics)
+      # At most one step queued behind the one running: the device never waits for the host, and a
+      # stop request lands within two steps (a step can take a minute on a CPU), not ``log_every``.
+      if previous is not None:
+        jax.block_until_ready(previous)
+      previous = metrics
       if step % loop.log_every == 0 or step == loop.num_steps:
         reporter.report(step)
       if checkpointer is not None and checkpointer.should_save(step):

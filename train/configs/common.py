@@ -80,9 +80,14 @@ def override(config: ml_collections.ConfigDict, key: str, value: str) -> None:
   *parents, leaf = key.split(".")
   config = field(config, parents)
   old = config[leaf]
-  if isinstance(old, bool):
-    config[leaf] = value.lower() in ("1", "true", "yes")
-  elif isinstance(old, tuple):
-    config[leaf] = tuple(v for v in value.split("+") if v)
+  if isinstance(old, tuple):   # items converted like the field's first item (strings when it is empty)
+    config[leaf] = tuple(convert(old[0] if old else "", v) for v in value.split("+") if v)
   else:
-    config[leaf] = type(old)(value)
+    config[leaf] = convert(old, value)
+
+
+def convert(like: Any, value: str) -> Any:
+  """``value`` as the type of ``like``: a bool from 1/true/yes (else false), else ``type(like)(value)``."""
+  if isinstance(like, bool):
+    return value.lower() in ("1", "true", "yes")
+  return type(like)(value)
