@@ -156,7 +156,8 @@ def test_the_loop_runs_at_most_one_step_ahead_of_the_device(tmp_path, frozen, mo
   """A stop must land within two steps, whatever ``log_every`` is: the host may not queue more."""
   reported, lead = [], []
   real_add = reporting.Reporter.add
-  monkeypatch.setattr(reporting.Reporter, "add", lambda self, step, m: (reported.append(m), real_add(self, step, m)))
+  monkeypatch.setattr(reporting.Reporter, "add",
+                      lambda self, step, m: (reported.append(m), real_add(self, step, m)))
 
   @functools.partial(jax.jit, static_argnames="hp", donate_argnums=0)
   def step_fn(state, frozen, batch, *, hp):   # a device slower than the host, as a CPU at full size is

@@ -29,7 +29,8 @@ def frozen_encoder(kind: str, model: model_lib.ModelConfig, seed: int) -> tuple[
   if kind == "imagenet_normalised":
     from jaxstyle.checkpoints import pretrained  # pylint: disable=g-import-not-at-top
     vgg = fitting(pretrained.load_vgg19_imagenet(), model, kind)
-    return {"encoder": normalised_vgg(vgg, model.encoder_blocks, pretrained.VGG19_IMAGENET_MEAN_ACTIVATION)}, False
+    means = pretrained.VGG19_IMAGENET_MEAN_ACTIVATION
+    return {"encoder": normalised_vgg(vgg, model.encoder_blocks, means)}, False
   if kind == "random":
     return {"encoder": model_lib.init_params(model, jax.random.PRNGKey(seed + 1), (32, 32))["encoder"]}, False
   raise ValueError(f"config.encoder must be 'imagenet', 'imagenet_normalised' or 'random', not {kind!r}")
@@ -38,11 +39,12 @@ def frozen_encoder(kind: str, model: model_lib.ModelConfig, seed: int) -> tuple[
 def fitting(variables: dict, model: model_lib.ModelConfig, kind: str) -> dict:
   """``variables`` when they have the shapes of ``model``'s encoder; else a ``ValueError`` (one line,
   before anything compiles: a tiny model's encoder is not the VGG-19)."""
-  shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
-  want = shapes(jax.eval_shape(lambda: model_lib.init_params(model, jax.random.PRNGKey(0), (32, 32))["encoder"]))
-  if shapes(variables) != want:
-    raise ValueError(f"config.encoder={kind!r} is the ImageNet VGG-19, whose shapes this model's encoder does "
-                     "not have (a smaller model, such as 'tiny', trains on encoder='random')")
+  def shapes(tree):
+    return jax.tree.map(lambda x: tuple(x.shape), tree)
+  init = lambda: model_lib.init_params(model, jax.random.PRNGKey(0), (32, 32))["encoder"]
+  if shapes(variables) != shapes(jax.eval_shape(init)):
+    raise ValueError(f"config.encoder={kind!r} is the ImageNet VGG-19, whose shapes this model's encoder "
+                     "does not have (a smaller model, such as 'tiny', trains on encoder='random')")
   return variables
 
 
