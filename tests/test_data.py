@@ -125,4 +125,4 @@ def test_portrait_segmentation_split(tmp_path):
 def test_relative_data_paths_start_at_the_repository_root():
   """Configs' ``data_dir`` (``../shared/data``) is relative to the repository, wherever the module lives."""
   assert (data.REPO_ROOT / "pyproject.toml").is_file() and (data.REPO_ROOT / "jaxstyle").is_dir()
-  assert data.resolve_path("../shared/data").resolve() == data.REPO_ROOT.parent / "shared" / "data"
+  assert data.resolve_path("../shared/data").resolve() == (data.REPO_ROOT.parent / "shared" / "data").resolve()
