@@ -100,8 +100,7 @@ def test_normalised_vgg_divides_each_block_by_its_mean_activation(frozen):
 
 def test_an_encoder_of_other_shapes_is_refused_before_compiling(frozen):
   assert encoder_weights.fitting(frozen["encoder"], TINY, "imagenet") is frozen["encoder"]
-  vgg19_shaped = jax.eval_shape(lambda: model_lib.init_params(model_lib.MODEL_CONFIGS["default"],
-                                                              jax.random.PRNGKey(0), (32, 32))["encoder"])
+  vgg19_shaped = model_lib.param_shapes(model_lib.MODEL_CONFIGS["default"])["encoder"]
   with pytest.raises(ValueError, match="config.encoder='imagenet' is the ImageNet VGG-19.*encoder='random'"):
     encoder_weights.fitting(vgg19_shaped, TINY, "imagenet")
 

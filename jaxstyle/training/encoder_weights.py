@@ -41,8 +41,7 @@ def fitting(variables: dict, model: model_lib.ModelConfig, kind: str) -> dict:
   before anything compiles: a tiny model's encoder is not the VGG-19)."""
   def shapes(tree):
     return jax.tree.map(lambda x: tuple(x.shape), tree)
-  init = lambda: model_lib.init_params(model, jax.random.PRNGKey(0), (32, 32))["encoder"]
-  if shapes(variables) != shapes(jax.eval_shape(init)):
+  if shapes(variables) != shapes(model_lib.param_shapes(model)["encoder"]):
     raise ValueError(f"config.encoder={kind!r} is the ImageNet VGG-19, whose shapes this model's encoder "
                      "does not have (a smaller model, such as 'tiny', trains on encoder='random')")
   return variables
