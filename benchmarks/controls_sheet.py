@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for p in pairs:
       content, style = quality.load(p.content), quality.load(p.style)
-      prepared = program.prepare(params, content[None], style[None])
+      prepared = program.prepare(params, portrait.Batch(content[None], style[None]))
       region = lambda c: program.transfer(params, prepared, jnp.asarray(c, jnp.float32))
       today = program.composite(prepared, region(new.as_array()), portrait.FEATHER, False)["image"]
       rows.append(comparison_sheet([

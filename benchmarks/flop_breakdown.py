@@ -159,7 +159,8 @@ def components(cfg: model_lib.ModelConfig, size: int, batch: int, mode: str = "p
 def whole(cfg: model_lib.ModelConfig, size: int, batch: int, mode: str) -> dict[str, float | None]:
   """The jitted program (``portrait.make_program`` on one device) as the benchmarks run it."""
   program = portrait.make_program(cfg, sharding.data_mesh(jax.devices()[:1]), mode=mode)
-  lowered = program.lower(*abstract_inputs(cfg, size, batch))
+  params, content, style, controls = abstract_inputs(cfg, size, batch)
+  lowered = program.lower(params, portrait.Batch(content, style), controls)
   return {"flops": profiling.flops(lowered), "bytes_unfused": profiling.bytes_accessed(lowered)}
 
 

@@ -174,7 +174,7 @@ def bench_program(args, mode: str, torch_side: Torch, params, device, progress=l
   cfg = dataclasses.replace(model_lib.MODEL_CONFIGS[args.model], dtype=dtype)
   mesh = sharding.data_mesh([device])
   content, style, controls = portrait_bench.inputs(args.size, args.batch)
-  call_args = (params, jax.device_put(content, device), jax.device_put(style, device), controls)
+  call_args = (params, jax.device_put(portrait.Batch(content, style), device), controls)
   t0 = time.perf_counter()
   compiled = portrait.make_program(cfg, mesh, mode=mode).lower(*call_args).compile()
   jax_compile_s = time.perf_counter() - t0
@@ -186,7 +186,8 @@ def bench_program(args, mode: str, torch_side: Torch, params, device, progress=l
   if dtype != "float32" and args.f32_check_batch > 0:
     k = min(args.f32_check_batch, args.batch)
     cfg32 = dataclasses.replace(cfg, dtype="float32")
-    small = (params, jax.device_put(content[:k], device), jax.device_put(style[:k], device), controls)
+    small = (params, portrait.Batch(jax.device_put(content[:k], device), jax.device_put(style[:k], device)),
+             controls)
     ref = portrait.make_program(cfg32, mesh, mode=mode)(*small)
     vs_f32 = float(np.abs(np.asarray(ref["image"]) - np.asarray(jax_out["image"][:k])).max())
     print(f"  {mode}: max |Δ image| {dtype} vs float32 JAX program ({k} images): {vs_f32:.2e}", flush=True)

@@ -74,7 +74,8 @@ def main(argv=None):
   params = jax.device_put(scaling.random_params(cfg), device)
   rng = np.random.default_rng(0)
   shape = (args.batch, args.size, args.size, 3)
-  call_args = (params, *(jax.device_put(rng.uniform(size=shape).astype(np.float32), device) for _ in "cs"),
+  call_args = (params, portrait.Batch(*(jax.device_put(rng.uniform(size=shape).astype(np.float32), device)
+                                       for _ in "cs")),
                portrait.Controls().as_array())
   print(f"{profiling.device_name(device)}, jax {jax.__version__}, {args.model} model, {args.size}² ×{args.batch} "
         f"{args.dtype}, load average {os.getloadavg()[0]:.2f}", flush=True)

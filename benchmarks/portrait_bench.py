@@ -102,7 +102,7 @@ def build_jax(args, size: int, dtype: str):
   mesh = sharding.data_mesh([device])
   params = jax.device_put(scaling.random_params(cfg), device)
   content, style, controls = inputs(size, args.batch)
-  call_args = (params, jax.device_put(content, device), jax.device_put(style, device), controls)
+  call_args = (params, jax.device_put(portrait.Batch(content, style), device), controls)
   t0 = time.perf_counter()
   compiled = portrait.make_program(cfg, mesh).lower(*call_args).compile()
   compile_s = time.perf_counter() - t0

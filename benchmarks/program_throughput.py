@@ -32,18 +32,19 @@ def measure(size: int, batch: int, dtype: str, repeats: int, mode: str) -> dict:
   content = rng.uniform(size=(batch, size, size, 3)).astype(np.float32)
   style = rng.uniform(size=(batch, size, size, 3)).astype(np.float32)
   controls = portrait.Controls().as_array()
+  inputs = portrait.Batch(content, style)
   program = portrait.make_program(cfg, mesh, mode=mode)
   t0 = time.perf_counter()
-  compiled = program.lower(params, content, style, controls).compile()
+  compiled = program.lower(params, inputs, controls).compile()
   compile_s = time.perf_counter() - t0
   flops = profiling.counted_flops(
-      cfg, lambda c: portrait.make_program(c, mesh, mode=mode).lower(params, content, style, controls))
+      cfg, lambda c: portrait.make_program(c, mesh, mode=mode).lower(params, inputs, controls))
   flops = float("nan") if flops is None else flops
-  jax.block_until_ready(compiled(params, content, style, controls))
+  jax.block_until_ready(compiled(params, inputs, controls))
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
-    jax.block_until_ready(compiled(params, content, style, controls))
+    jax.block_until_ready(compiled(params, inputs, controls))
     times.append(time.perf_counter() - t0)
   step = float(np.median(times))
   peak, _ = profiling.peak_memory()

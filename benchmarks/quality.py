@@ -279,10 +279,13 @@ def parse_controls(text: str):
 
 
 def jaxstyle_outputs(pairs: Sequence[Pair], weights: str, work: Path, log: Callable[[str], None], *,
-                     controls=None, feather: float | None = None, modes: Sequence[str] = ("plain", "portrait")
+                     controls=None, feather: float | None = None, modes: Sequence[str] = ("plain", "portrait"),
+                     dtype: str = "auto", size: int = 0, style_scales: dict[str, tuple] | None = None
                      ) -> dict[str, dict[tuple[str, str], np.ndarray]]:
   """``{"jaxstyle plain": …, "jaxstyle portrait": …}`` (of ``modes``) through ``stylize_files.run`` (the
-  CLI's path), portrait mode at ``controls`` (a ``portrait.Controls``) and ``feather`` (default: the CLI's)."""
+  CLI's path), portrait mode at ``controls`` (a ``portrait.Controls``) and ``feather`` (default: the CLI's),
+  computed in ``dtype`` (the CLI's ``--dtype``), at ``size`` (the pairs' side: the style scales apply;
+  0 keeps every file's size) with ``style_scales[mode]`` = (background, person) (default: the CLI's)."""
   from jaxstyle.app import request  # pylint: disable=g-import-not-at-top
   from jaxstyle.app import stylize_files  # pylint: disable=g-import-not-at-top
   contents = sorted({p.content for p in pairs}, key=str)
@@ -290,12 +293,12 @@ def jaxstyle_outputs(pairs: Sequence[Pair], weights: str, work: Path, log: Calla
   out = {}
   for mode in modes:
     folder = work / f"jaxstyle_{mode}"
-    stylize_files.run(request.Request(content=[str(c) for c in contents],
-                                            style=[str(s) for s in styles], output=str(folder),
-                                            weights=weights, size=0, mode=mode,
-                                            **({"controls": controls} if controls is not None else {}),
-                                            **({"feather": feather} if feather is not None else {})),
-                     log=log, progress=False)
+    scales = dict(zip(("style_scale_background", "style_scale_person"), (style_scales or {}).get(mode, ())))
+    settings = request.Settings(size=size, mode=mode, **({"controls": controls} if controls is not None else {}),
+                                **({"feather": feather} if feather is not None else {}), **scales)
+    stylize_files.run(request.Request(content=[str(c) for c in contents], style=[str(s) for s in styles],
+                                      output=str(folder), weights=weights, settings=settings, dtype=dtype),
+                      log=log, progress=False)
     out[f"jaxstyle {mode}"] = {(p.portrait, p.painting): load(folder / f"{p.content.stem}__{p.style.stem}.png")
                                for p in pairs}
   return out
@@ -388,6 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                   help="jaxstyle portrait's controls (background W1, W2, α, person W1, W2, α; default: the "
                        "CLI's); Magenta + mask restyles the person at this person α")
   ap.add_argument("--feather", type=float, help="jaxstyle portrait's feather (default: the CLI's)")
+  ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                  help="jaxstyle's compute dtype, as the CLI's --dtype (%(default)s)")
+  ap.add_argument("--style-scales", type=lambda t: tuple(map(float, t.split(","))), metavar="B,P,PLAIN",
+                  help="jaxstyle's style scales: portrait background, portrait person, plain (default: the "
+                       "CLI's; 1,1,1: the style at the content's scale, as before the control existed)")
   args = ap.parse_args(argv)
   t0 = time.perf_counter()
   try:
@@ -408,7 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"{len(pairs)} pairs at {args.size}²; Magenta")
     outputs = magenta_outputs(pairs, media, person_strength=controls.alpha_person)
     log("jaxstyle")
-    outputs.update(jaxstyle_outputs(pairs, args.weights, work, log, controls=controls, feather=args.feather))
+    scales = None if args.style_scales is None else {"portrait": args.style_scales[:2],
+                                                     "plain": args.style_scales[2:]}
+    outputs.update(jaxstyle_outputs(pairs, args.weights, work, log, controls=controls, feather=args.feather,
+                                    dtype=args.dtype, size=args.size, style_scales=scales))
     log("measuring")
     rows = []
     painting_vecs = {p.painting: predictor.embed(load(p.style)) for p in pairs}
@@ -438,7 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   header = (f"Quality harness, {datetime.date.today()}, {platform.node()} "
             f"({platform.processor() or platform.machine()}), {len(portraits)} portraits × "
             f"{len(paintings)} paintings at {args.size}², weights `{args.weights}`, portrait {controls}"
-            f"{'' if args.feather is None else f' feather {args.feather:g}'}, {wall:.0f} s wall")
+            f"{'' if args.feather is None else f' feather {args.feather:g}'}, --dtype {args.dtype}, "
+            f"style scales {args.style_scales or 'as the CLI'}, "
+            f"{wall:.0f} s wall")
   table = markdown(summary(rows), n_pairs=len(pairs), header=header)
   (out / "quality.md").write_text(table)
   print(table)

@@ -64,13 +64,14 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
 def call(client, content: Path, style: Path, size: int, alpha_person: float | None = None) -> float:
   """Seconds of one ``/stylize`` call at the default controls (``alpha_person``: that control moved)."""
   from gradio_client import handle_file  # pylint: disable=g-import-not-at-top
+  from jaxstyle.app import request  # pylint: disable=g-import-not-at-top
   from jaxstyle.program import portrait  # pylint: disable=g-import-not-at-top
   c = portrait.Controls()
   start = time.perf_counter()
   client.predict(handle_file(content), handle_file(style), None, "portrait", size,
                  c.w1_background, c.w2_background, c.alpha_background, c.w1_person, c.w2_person,
                  c.alpha_person if alpha_person is None else alpha_person, portrait.FEATHER, False,
-                 api_name="/stylize")
+                 *request.STYLE_SCALES["portrait"], api_name="/stylize")
   return time.perf_counter() - start
 
 

@@ -55,10 +55,29 @@ PyObject* ConvImplementation(PyObject*, PyObject* args) {
   return PyUnicode_FromString(name.c_str());
 }
 
+// weight_cache_stats(): the packed-weights cache's counters (csrc/onednn.h: WeightCacheStats).
+PyObject* WeightCacheStats(PyObject*, PyObject*) {
+  jaxstyle::WeightCacheStats s = jaxstyle::GetWeightCacheStats();
+  return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d}", "hits", s.hits, "misses",
+                       s.misses, "uncached", s.uncached, "evictions", s.evictions, "reused_addresses",
+                       s.reused_addresses, "entries", s.entries, "bytes", s.bytes, "budget", s.budget,
+                       "verify_s", s.verify_s, "copy_s", s.copy_s, "pack_s", s.pack_s);
+}
+
+// set_weight_cache_budget(bytes): at most this many bytes of weights kept packed; 0 packs on every call.
+PyObject* SetWeightCacheBudget(PyObject*, PyObject* args) {
+  unsigned long long bytes;
+  if (!PyArg_ParseTuple(args, "K", &bytes)) return nullptr;
+  jaxstyle::SetWeightCacheBudget(bytes);
+  Py_RETURN_NONE;
+}
+
 PyMethodDef kMethods[] = {
     {"handlers", Handlers, METH_NOARGS, "FFI handler capsules by target name."},
     {"cpu_isa", CpuIsa, METH_NOARGS, "The instruction set oneDNN dispatches to on this CPU."},
     {"conv_implementation", ConvImplementation, METH_VARARGS, "oneDNN's kernel for a k x k convolution."},
+    {"weight_cache_stats", WeightCacheStats, METH_NOARGS, "The packed-weights cache's counters."},
+    {"set_weight_cache_budget", SetWeightCacheBudget, METH_VARARGS, "Bytes of packed weights kept."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_onednn", "oneDNN kernels for jax.ffi.", -1, kMethods};

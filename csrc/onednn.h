@@ -6,6 +6,7 @@
 #ifndef JAXSTYLE_CSRC_ONEDNN_H_
 #define JAXSTYLE_CSRC_ONEDNN_H_
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,6 +46,17 @@ T& Cached(const std::string& key, Make make) {
 // oneDNN's kernel name for a zero-padded k×k convolution ("brgconv:avx512_core_amx"), "" if none.
 std::string ConvImplementation(dnnl::memory::data_type type, int64_t h, int64_t w, int64_t c, int64_t d,
                                int64_t k);
+
+// The convolutions' cache of weights packed into their kernels' layouts (onednn_conv.cc), for
+// module.cc: what it did since the process started, and its byte budget (0: pack on every call).
+struct WeightCacheStats {
+  uint64_t hits = 0, misses = 0, uncached = 0, evictions = 0;  // packings found / made and kept / not kept
+  uint64_t reused_addresses = 0;   // calls whose weights came where other weights of their layout were
+  uint64_t entries = 0, bytes = 0, budget = 0;                  // what it holds now
+  double verify_s = 0, copy_s = 0, pack_s = 0;                  // time comparing, copying, reordering
+};
+WeightCacheStats GetWeightCacheStats();
+void SetWeightCacheBudget(uint64_t bytes);   // evicts down to it; 0 empties the cache
 
 }  // namespace jaxstyle
 

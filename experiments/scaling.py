@@ -180,12 +180,13 @@ def prepare_infer(model_cfg: model_lib.ModelConfig, mesh, cfg: Config, compile_o
     params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
                           random_params(model_cfg))
     image = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=batch)
-    args = (params, image, image, jax.ShapeDtypeStruct((2, 3), jnp.float32, sharding=replicated))
+    controls = jax.ShapeDtypeStruct((2, 3), jnp.float32, sharding=replicated)
+    args = (params, portrait.Batch(image, image), controls)
   else:
     params = jax.tree.map(lambda x: put(x, replicated), random_params(model_cfg))
     rng = np.random.default_rng(0)
     images = [put(rng.uniform(size=shape).astype(np.float32), batch) for _ in range(2)]
-    args = (params, *images, put(portrait.Controls().as_array(), replicated))
+    args = (params, portrait.Batch(*images), put(portrait.Controls().as_array(), replicated))
   t0 = time.perf_counter()
   compiled = program.lower(*args).compile()
   compile_s = time.perf_counter() - t0
@@ -202,7 +203,9 @@ def prepare_train(model_cfg: model_lib.ModelConfig, mesh, cfg: Config, compile_o
     from jaxstyle.training import loop  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise RuntimeError(f"--what train needs jaxstyle.training.sanet_training and its imports: {e}") from e
-  hp = sanet_training.Hparams(model=model_cfg, batch_size=cfg.global_batch, crop=cfg.resolution)
+  from train.configs import sanet as sanet_configs  # pylint: disable=g-import-not-at-top
+  config = sanet_configs.get_config(f"default,encoder=random,batch_size={cfg.global_batch},crop={cfg.resolution}")
+  hp = dataclasses.replace(sanet_training.hparams_from_config(config), model=model_cfg)
   params = random_params(model_cfg)
   # The step's state from the sweep's params (no second init); the Adam state is optax's own init.
   trainable = {k: params[k] for k in sanet_training.TRAINED}

@@ -1,57 +1,8 @@
-"""The studio: a local web page to stylise a portrait with a painting and move the controls.
-
-    python -m infer.studio                      # http://127.0.0.1:7860, the shipped weights
-    python -m infer.studio --port 8080 --weights DIR --cache-mb 2048
-    python -m infer.studio --host 0.0.0.0       # other machines may connect: opt-in
-
-Parses flags and calls ``jaxstyle.app.studio_ui.serve`` (the page; the computing is
-``jaxstyle.app.studio``). A refusal at start-up (missing or broken weights, a bad option) prints one
-line ``error: ...`` and exits with status 2 (``jaxstyle.io.cli``).
-"""
-from __future__ import annotations
-
+"""``python -m infer.studio``: the ``jaxstyle studio`` command in a checkout
+(``jaxstyle.commands.studio``, where its flags and documentation live)."""
 import sys
-from typing import Sequence
 
-from jaxstyle.app import request
-from jaxstyle.app import studio
-from jaxstyle.io import cli
-from jaxstyle.io.cli import UsageError
-from jaxstyle.io.weights import WeightsError
-
-REFUSALS = (WeightsError, UsageError, OSError)
-
-
-def build_parser() -> cli.ArgumentParser:
-  p = cli.ArgumentParser(prog="python -m infer.studio", description=__doc__.split("\n\n")[0])
-  p.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s: this machine only)")
-  p.add_argument("--port", type=int, default=7860, help="port (%(default)s)")
-  p.add_argument("--weights", default=str(request.DEFAULT_WEIGHTS), metavar="DIR",
-                 help="weights folder with MANIFEST.json (default: %(default)s)")
-  p.add_argument("--dtype", choices=request.DTYPES, default="float32", help="compute dtype (%(default)s)")
-  p.add_argument("--cache-mb", type=int, default=studio.DEFAULT_CACHE_BYTES >> 20,
-                 help="memory for prepared pairs and uploads, all tabs together (%(default)s MiB)")
-  p.add_argument("--queue", type=int, default=studio.DEFAULT_QUEUE, help="requests that may wait; more are refused (%(default)s)")
-  p.add_argument("--size", type=int, default=studio.DEFAULT_PAGE_SIZE, help="the page's starting size (%(default)s px)")
-  p.add_argument("--debug", action="store_true", help=f"print tracebacks (also: {cli.DEBUG_ENV}=1)")
-  return p
-
-
-def _main(argv: Sequence[str] | None) -> int:
-  args = build_parser().parse_args(argv)
-  if not 0 < args.port < 65536:
-    raise UsageError(f"--port must be 1..65535, not {args.port}")
-  if args.cache_mb < 1 or args.queue < 1:
-    raise UsageError("--cache-mb and --queue must be at least 1")
-  from jaxstyle.app import studio_ui   # Gradio is imported only to serve
-  studio_ui.serve(args.weights, host=args.host, port=args.port, dtype=args.dtype,
-                  cache_mb=args.cache_mb, queue_size=args.queue, default_size=args.size)
-  return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  return cli.run(lambda: _main(argv), REFUSALS, debug=cli.debug_requested(argv))
-
+from jaxstyle.commands.studio import main
 
 if __name__ == "__main__":
   sys.exit(main())

@@ -123,8 +123,9 @@ def main():
     region, kind = reference_mask(args.data, name, content.shape[:2])
     person = region > 0.5
     for style_name, style in styles.items():
-      out = programs["portrait"](params, content[None], style[None], controls)
-      plain = np.asarray(programs["plain"](params, content[None], style[None], controls)["image"][0])
+      batch = portrait.Batch(content[None], style[None])
+      out = programs["portrait"](params, batch, controls)
+      plain = np.asarray(programs["plain"](params, batch, controls)["image"][0])
       out = {k: np.asarray(v[0]) for k, v in out.items()}
       for mode, img in (("portrait", out["image"]), ("plain", plain)):
         rows.append({"portrait": name, "style": style_name, "mode": mode, "mask_kind": kind,

@@ -7,6 +7,8 @@ import pytest
 
 jax.config.update("jax_disable_most_optimizations", True)
 os.environ.setdefault("JAXSTYLE_TEST", "1")
+# --dtype auto means float32 in every test (and its subprocesses): references must not depend on the CPU.
+os.environ.setdefault("JAXSTYLE_AUTO_DTYPE", "float32")
 
 
 @pytest.fixture(scope="module")

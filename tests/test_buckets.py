@@ -2,6 +2,7 @@
 import numpy as np
 
 from jaxstyle.program import buckets
+from jaxstyle.program import portrait
 
 
 def test_sides_round_up_to_their_step():
@@ -15,11 +16,14 @@ def test_bucket_batch_pads_repeats_and_sizes():
   cs = [rng.uniform(size=(40, 30, 3)).astype(np.float32), rng.uniform(size=(48, 20, 3)).astype(np.float32)]
   ss = [rng.uniform(size=(20, 20, 3)).astype(np.float32)] * 2
   masks = [np.ones((40, 30), np.float32), np.zeros((48, 20), np.float32)]
-  c, s, sizes, m = buckets.bucket_batch(cs, ss, 4, ((48, 32), (32, 32)), masks)
+  batch = buckets.bucket_batch(cs, ss, 4, ((48, 32), (32, 32)), masks)
+  assert isinstance(batch, portrait.Batch)
+  c, s, sizes, m = batch.content, batch.style, batch.sizes, batch.mask
+  assert batch.style_person is None
   assert c.shape == (4, 48, 32, 3) and s.shape == (4, 32, 32, 3) and m.shape == (4, 48, 32)
   assert sizes.tolist() == [[40, 30, 20, 20], [48, 20, 20, 20], [48, 20, 20, 20], [48, 20, 20, 20]]
   np.testing.assert_array_equal(c[0, :40, :30], cs[0])
   np.testing.assert_array_equal(c[0, 40:42, :30], cs[0][38:36:-1])   # reflected, not zeros
   np.testing.assert_array_equal(c[3], c[1])                          # the last item repeated
   assert m[0].min() == 1 and m[1].max() == 0                          # masks edge-padded
-  assert buckets.bucket_batch(cs, ss, 2, ((48, 32), (32, 32)))[3] is None
+  assert buckets.bucket_batch(cs, ss, 2, ((48, 32), (32, 32))).mask is None

@@ -12,21 +12,19 @@ import sys
 import textwrap
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
 from infer import portrait as cli
-from jaxstyle.app import request
+from jaxstyle.app import plan as plan_lib
+from jaxstyle.app import sources
 from jaxstyle.app import stylize_files
-from jaxstyle.app.request import Request
+from jaxstyle.app.request import Request, Settings
 from jaxstyle.checkpoints import loading
 from jaxstyle.io import weights
-from jaxstyle.io.cli import UsageError
-from jaxstyle.io.image_io import ImageError
 from jaxstyle.nets import model
-from jaxstyle.program import portrait
+from jaxstyle.program import runner
 
 CFG = model.MODEL_CONFIGS["tiny"]
 CONTENT_WH, STYLE_WH = (40, 48), (32, 32)
@@ -76,25 +74,24 @@ def assert_one_line_error(code, err, *words):
 
 def test_expand_and_plan(inputs, tmp_path):
   content, styles = inputs
-  found = stylize_files.expand_inputs([tmp_path / "styles", styles[0]], "--style")
+  found = sources.expand_inputs([tmp_path / "styles", styles[0]], "--style")
   assert found == sorted(styles, key=lambda p: p.name)     # sorted, no repeats, no hidden/txt files
   req = Request(content=[str(content)], style=[str(tmp_path / "styles")], output=str(tmp_path / "out"),
                 save_mask=True, sheet=str(tmp_path / "sheets"))
-  jobs = stylize_files.plan_jobs([content], found, req)
+  jobs = plan_lib.plan_jobs([content], found, req)
   assert [j.image.name for j in jobs] == ["me__starry.png", "me__wave.png"]
   assert jobs[0].mask == tmp_path / "out" / "me__starry.mask.png"
   assert jobs[0].sheet == tmp_path / "sheets" / "me__starry.png"
   req = dataclasses.replace(req, output=str(tmp_path / "r.jpg"))
-  one = stylize_files.plan_jobs([content], found[:1], req)
+  one = plan_lib.plan_jobs([content], found[:1], req)
   assert one[0].image == tmp_path / "r.jpg" and one[0].mask == tmp_path / "r.mask.png"
-  np.testing.assert_array_equal(request.pad_batch(np.arange(3), 4), [0, 1, 2, 2])
 
 
 def test_model_load_dtype_and_needed_networks(tiny_weights):
-  params, cfg = loading.load(tiny_weights, request.needed_networks("plain", False), dtype="bfloat16")
+  params, cfg = loading.load(tiny_weights, runner.networks_for("plain", False), dtype="bfloat16")
   assert cfg.dtype == "bfloat16" and cfg.encoder_blocks == CFG.encoder_blocks
   assert sorted(params) == ["decoder", "encoder", "transform"]
-  params, _ = loading.load(tiny_weights, request.needed_networks("portrait", False))
+  params, _ = loading.load(tiny_weights, runner.networks_for("portrait", False))
   assert sorted(params) == ["decoder", "encoder", "segnet", "transform"]
 
 
@@ -109,8 +106,8 @@ def test_run_user_mask_sheet_and_masks(inputs, tiny_weights, tmp_path):
   before = snapshot([content, *styles, tmp_path / "in" / "me_mask.png"])
   messages = []
   req = Request(content=[str(content)], style=[str(tmp_path / "styles")], output=str(tmp_path / "out"),
-                weights=str(tiny_weights), size=0, mask=str(tmp_path / "in" / "me_mask.png"), feather=0.0,
-                save_mask=True, sheet=True)
+                weights=str(tiny_weights), settings=Settings(size=0, feather=0.0),
+                mask=str(tmp_path / "in" / "me_mask.png"), save_mask=True, sheet=True)
   written = stylize_files.run(req, log=messages.append, progress=False)
 
   out = tmp_path / "out"
@@ -134,7 +131,7 @@ def test_mixed_sizes_share_one_bucket_and_come_back_at_their_own_size(tiny_weigh
   style = write_image(tmp_path / "s" / "s.png", (24, 40), 5)
   messages = []
   req = Request(content=[str(tmp_path / "in")], style=[str(style)], output=str(tmp_path / "out"),
-                weights=str(tiny_weights), size=0, save_mask=True)
+                weights=str(tiny_weights), settings=Settings(size=0), save_mask=True)
   stylize_files.run(req, log=messages.append, progress=False)
   assert len(messages) == 1 and "contents padded to 48x48, styles to 48x48" in messages[0], messages
   for photo, wh in zip(photos, [(40, 48), (46, 36)]):
@@ -301,7 +298,7 @@ MULTI_DEVICE = textwrap.dedent("""
     from jaxstyle.nets import model
     from jaxstyle.program import portrait
     from jaxstyle.program import sharding
-    from jaxstyle.app import request
+    from jaxstyle.program.runner import Batch, Runner
 
     cfg = model.MODEL_CONFIGS["tiny"]
     params = jax.device_get(jax.jit(functools.partial(model.init_params, cfg, hw=(32, 32)))(
@@ -313,13 +310,13 @@ MULTI_DEVICE = textwrap.dedent("""
     outs, run = {}, {}
     for n in (4, 1):
       mesh = sharding.data_mesh(jax.devices()[:n])
-      run[n] = functools.partial(request.stylize_batch, portrait.make_program(cfg, mesh), mesh,
-                                 jax.device_put(params, sharding.replicated(mesh)))
-      outs[n] = run[n](contents, styles, controls)
+      r = Runner(jax.device_put(params, sharding.replicated(mesh)), cfg, mesh)
+      run[n] = lambda c, s, r=r: r.program()(r.params, r.place(Batch(c, s)), controls)
+      outs[n] = run[n](contents, styles)
     image = outs[4]["image"]
     # 3 pairs padded to the 4 devices give the same first 3 results (same shapes: no recompile)
-    padded = run[4](request.pad_batch(contents[:3], 4), request.pad_batch(styles[:3], 4),
-                    controls)
+    pad = lambda x: np.concatenate([x[:3], x[2:3]])
+    padded = run[4](pad(contents), pad(styles))
     print(json.dumps({
         "devices": len(jax.devices()),
         "spans": len(image.sharding.device_set),

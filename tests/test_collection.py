@@ -230,10 +230,10 @@ def test_tfds_datasets_are_inputs(tiny_tfds):
 def test_a_video_takes_its_styles_from_a_tfds_dataset(tmp_path, tiny_tfds, tiny_weights, monkeypatch):
   """The video path reads styles through the same sources as images (records have no file to compare)."""
   from clips import write_clip  # pylint: disable=g-import-not-at-top
-  from jaxstyle.app import stylize_video  # pylint: disable=g-import-not-at-top
+  from jaxstyle.app import clip as clip_lib  # pylint: disable=g-import-not-at-top
   name, data_dir = tiny_tfds
   seen = []
-  monkeypatch.setattr(stylize_video, "stylize_clip",      # the frames themselves: tests/test_stylize_video.py
+  monkeypatch.setattr(clip_lib, "stylize_clip",      # the frames themselves: tests/test_stylize_video.py
                       lambda src, dst, stylizer, *a, **k: seen.append((dst.name, stylizer.style.shape)))
   clip = write_clip(tmp_path / "clip.mp4", frames=2)
   code = cli.main(["--content", str(clip), "--style", f"tfds:{name}:train[:2]", "--tfds-data-dir", data_dir,

@@ -21,7 +21,10 @@ def test_csv_columns_and_rows_of_other_runs_kept(tmp_path):
   with path.open() as f:
     reader = csv.DictReader(f)
     rows = list(reader)
-  assert tuple(reader.fieldnames) == ("program", "size", "batch", "dtype", "jax_ms", "torch_eager_ms", "cpu", "isa")
+  assert tuple(reader.fieldnames) == ("program", "size", "batch", "dtype", "jax_ms", "torch_eager_ms",
+                                     "torch_compile_ms", "jax_first_ms", "torch_eager_first_ms",
+                                     "torch_compile_first_ms", "cpu", "isa")
+  assert all(r["torch_compile_ms"] == "" for r in rows)      # rows without a torch.compile column kept
   assert [(r["program"], r["size"], r["dtype"], r["jax_ms"]) for r in rows] == [
       ("plain", "512", "float32", "6.0"), ("plain", "1024", "float32", "7.0"), ("portrait", "512", "bfloat16", "9.0")]
 

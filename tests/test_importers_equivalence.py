@@ -165,7 +165,7 @@ _stylize = jax.jit(functools.partial(portrait.stylize, cfg=SANET_PUBLISHED, mode
 
 
 def plain_stylize(params, content, style):
-  return _stylize(params, content, style, PLAIN_CONTROLS)["image"]
+  return _stylize(params, portrait.Batch(content, style), PLAIN_CONTROLS)["image"]
 
 
 @pytest.fixture(scope="module")

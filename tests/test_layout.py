@@ -15,14 +15,17 @@ ALLOWED = {
     "io": set(),
     "nets": set(),
     "checkpoints": {"io", "nets"},
-    "program": {"io", "nets", "checkpoints"},
+    "program": {"nets", "checkpoints"},
     "training": {"io", "nets", "checkpoints", "program"},
     "app": {"io", "nets", "checkpoints", "program"},
+    "commands": {"io", "nets", "checkpoints", "program", "app"},
     # Entry points, run from the repository root: thin, over the library's top layers.
-    "infer": {"io", "nets", "checkpoints", "program", "app"},
+    "infer": {"commands"},
     "train": {"io", "nets", "checkpoints", "program", "training"},
 }
 ENTRY_POINTS = ("infer", "train")
+# A module of ``app/`` does one job: it imports at most this many project modules.
+MAX_APP_IMPORTS = 4
 
 
 def module_name(path: Path) -> str:
@@ -77,6 +80,12 @@ def test_no_layer_imports_a_higher_one():
   files = library_files() + [p for d in ENTRY_POINTS for p in sorted((ROOT / d).rglob("*.py"))]
   upward = [line for path in files for line in upward_imports(path, module_name(path))]
   assert not upward, "\n".join(upward)
+
+
+def test_app_modules_import_at_most_four_project_modules():
+  wide = {module_name(p): sorted(imported_modules(p)) for p in sorted((ROOT / "jaxstyle" / "app").glob("*.py"))}
+  wide = {m: imports for m, imports in wide.items() if len(imports) > MAX_APP_IMPORTS}
+  assert not wide, "\n".join(f"{m} imports {len(i)}: {', '.join(i)}" for m, i in wide.items())
 
 
 def find_circle(graph: dict[str, set[str]]) -> list[str] | None:

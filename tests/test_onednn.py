@@ -136,6 +136,175 @@ def test_decoder_gradients_agree_between_onednn_and_same():
     assert rel_err(g, w) <= 1e-4
 
 
+CACHE_COUNTS = ("hits", "misses", "uncached", "evictions", "reused_addresses")
+
+
+def cache_delta(before):
+  after = onednn.weight_cache_stats()
+  return {k: after[k] - before[k] for k in CACHE_COUNTS}
+
+
+def skip_unless_packed(dtype, c, d):
+  """Skips where oneDNN's kernel for a 3×3 ``c → d`` convolution reads HWIO weights as they are (then
+  nothing is packed, nor cached)."""
+  before = onednn.weight_cache_stats()
+  onednn.conv2d(jnp.zeros((1, 6, 6, c), dtype), jnp.zeros((3, 3, c, d), dtype), (1, 1, 1, 1)).block_until_ready()
+  delta = cache_delta(before)
+  if not delta["misses"] + delta["hits"] + delta["uncached"]:
+    pytest.skip(f"oneDNN's {jnp.dtype(dtype).name} kernel for {c} → {d} channels packs no weights")
+
+
+@pytest.fixture
+def weight_cache_budget():
+  """Sets the packed-weights cache's budget for one test, then restores it (the cache is process-wide)."""
+  budget = onednn.weight_cache_stats()["budget"]
+  yield onednn.set_weight_cache_budget
+  onednn.set_weight_cache_budget(budget)
+
+
+@needs_extension
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_packed_weights_serve_only_equal_weights(dtype, weight_cache_budget):
+  """Kernels of one shape in turn, one of them a single weight apart from another: each call computes
+  with its own weights, packed once each, and gives the bits of packing on every call."""
+  weight_cache_budget(512 << 20)
+  skip_unless_packed(dtype, 32, 64)
+  x = draw((1, 9, 8, 32), dtype, 20)
+  k1, k2 = draw((3, 3, 32, 64), dtype, 21), draw((3, 3, 32, 64), dtype, 22)
+  k3 = k1.at[1, 2, 5, 7].add(1)
+  kernels = (k1, k2, k1, k3, k2, k1)
+  run = jax.jit(lambda x, k: onednn.conv2d(x, k, (1, 1, 1, 1)))
+  before = onednn.weight_cache_stats()
+  got = [run(x, k) for k in kernels]
+  delta = cache_delta(before)
+  assert (delta["hits"], delta["misses"], delta["uncached"]) == (3, 3, 0)
+  weight_cache_budget(0)
+  for k, y in zip(kernels, got):
+    np.testing.assert_array_equal(y, run(x, k))
+    assert rel_err(y, lax_conv(x, k, (1, 1, 1, 1))) <= TOL[dtype]
+
+
+@needs_extension
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_packed_weights_follow_contents_not_buffers(dtype, weight_cache_budget):
+  """Kernels made inside one program: a scan puts each of them in its loop's one buffer (one address,
+  other weights), and a second call with other kernels may get the first call's buffers."""
+  weight_cache_budget(512 << 20)
+  skip_unless_packed(dtype, 32, 64)
+  x = draw((1, 7, 6, 32), dtype, 23)
+
+  @jax.jit
+  def run(kernels):
+    return jax.lax.scan(lambda c, k: (c, onednn.conv2d(x, k * 2, (1, 1, 1, 1))), 0, kernels)[1]
+
+  reused = onednn.weight_cache_stats()["reused_addresses"]
+  for seed in (24, 25):
+    kernels = draw((4, 3, 3, 32, 64), dtype, seed)
+    before = onednn.weight_cache_stats()
+    for _ in range(2):
+      for k, y in zip(kernels, run(kernels)):
+        assert rel_err(y, lax_conv(x, k * 2, (1, 1, 1, 1))) <= TOL[dtype]
+    assert cache_delta(before)["misses"] == 4   # the second call found all four
+  # What this test is about happened: weights came where others had been packed from (jaxlib 0.10
+  # gives the scan's kernels one buffer), which a cache keyed by address would have answered wrongly.
+  assert onednn.weight_cache_stats()["reused_addresses"] > reused
+
+
+@needs_extension
+@pytest.mark.parametrize("budget", ["one entry", "none"])
+def test_packed_weights_within_the_budget(budget, weight_cache_budget):
+  """A budget of one packing evicts (and refills) in turn; a budget of 0 packs on every call."""
+  skip_unless_packed(jnp.float32, 32, 64)
+  x, pads = draw((1, 8, 8, 32), jnp.float32, 26), (1, 1, 1, 1)
+  k1, k2 = draw((3, 3, 32, 64), jnp.float32, 27), draw((3, 3, 32, 64), jnp.float32, 28)
+  run = jax.jit(lambda x, k: onednn.conv2d(x, k, pads))
+  weight_cache_budget(0)
+  assert onednn.weight_cache_stats()["entries"] == 0
+  before = onednn.weight_cache_stats()
+  if budget == "one entry":
+    weight_cache_budget(512 << 20)
+    run(x, k1).block_until_ready()
+    weight_cache_budget(onednn.weight_cache_stats()["bytes"])   # k1's raw and packed bytes, exactly
+  for k in (k1, k2, k2, k1):
+    assert rel_err(run(x, k), lax_conv(x, k, pads)) <= TOL[jnp.float32]
+  delta = cache_delta(before)
+  want = (2, 3, 0, 2) if budget == "one entry" else (0, 0, 4, 0)
+  assert (delta["hits"], delta["misses"], delta["uncached"], delta["evictions"]) == want
+
+
+@needs_extension
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_training_steps_see_their_updated_weights(dtype, weight_cache_budget):
+  """Three SGD steps on oneDNN follow the lax trajectory: the updated kernel, donated as the train
+  steps donate their state, comes back in the last one's buffer and is packed anew; the frozen kernel
+  and its flipped copy (for the gradient through it, made anew by every call) are found."""
+  weight_cache_budget(512 << 20)
+  skip_unless_packed(dtype, 32, 32)
+  x, target = draw((1, 6, 5, 32), dtype, 29), draw((1, 6, 5, 32), jnp.float32, 30)
+  frozen = draw((3, 3, 32, 32), dtype, 31) / 8
+  pads = (1, 1, 1, 1)
+
+  def step(conv):
+    def loss(k):
+      return jnp.mean((conv(conv(x, k, pads), frozen, pads).astype(jnp.float32) - target) ** 2)
+    return jax.jit(lambda k: k - (0.05 * jax.grad(loss)(k).astype(jnp.float32)).astype(k.dtype),
+                   donate_argnums=0)
+
+  ours = step(lambda x, k, p: onednn.conv2d(x, k, p, relu=True))
+  ref = step(lambda x, k, p: jax.nn.relu(lax_conv(x, k, p)).astype(x.dtype))
+  k_ours, k_ref = draw((3, 3, 32, 32), dtype, 32) / 8, draw((3, 3, 32, 32), dtype, 32) / 8
+  before = onednn.weight_cache_stats()
+  for _ in range(3):
+    k_ours, k_ref = ours(k_ours), ref(k_ref)
+    assert rel_err(k_ours, k_ref) <= (1e-5 if dtype == jnp.float32 else 4e-2)
+  delta = cache_delta(before)
+  assert delta["hits"] >= 4 and delta["misses"] >= 3   # frozen ones found; each step's kernel packed
+  assert delta["reused_addresses"] >= 2                # steps 2 and 3: new weights in the old buffer
+
+
+@needs_extension
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_decoder_with_two_sets_of_weights_gives_the_bits_of_packing_every_call(dtype, weight_cache_budget):
+  """One compiled decoder (its ×2 upsamples' phase kernels are made inside the program, in buffers XLA
+  may share), called with two sets of params in turn, cached and not."""
+  dec = decoder_lib.Decoder((("conv4_1", 64, True), ("conv3_2", 64, False), ("conv3_1", 32, True),
+                             ("conv1_1", 3, False)), formulation="onednn", dtype=dtype)
+  x = draw((1, 6, 5, 32), jnp.float32, 33)
+  params = [dec.init(jax.random.key(seed), x) for seed in (0, 1)]
+  run = jax.jit(dec.apply)
+  weight_cache_budget(0)
+  want = [run(p, x) for p in params]
+  weight_cache_budget(512 << 20)
+  for p, w in [*zip(params, want)] * 2:
+    np.testing.assert_array_equal(run(p, x), w)
+
+
+@needs_extension
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("padding, c, d", [("zero", 3, 64), ("reflect", 64, 3)])
+def test_the_benchmarked_small_channel_formulations_compute_the_same(dtype, padding, c, d):
+  """``benchmarks/onednn_kernels.py`` times these against each other for VGG's conv1_1 and the decoder's
+  last conv: each must be the same convolution."""
+  from benchmarks import onednn_kernels  # pylint: disable=g-import-not-at-top
+  x, kernel = draw((1, 9, 7, c), dtype, 34), draw((3, 3, c, d), dtype, 35) / 4
+  bias = draw((d,), jnp.float32, 36)
+  forms = onednn_kernels.small_formulations(padding, c, d)
+  assert len(forms) >= 3
+  want = conv_lib.conv(x.astype(jnp.float32), kernel.astype(jnp.float32), padding, "same", bias, relu=d > c)
+  for name, f in forms.items():
+    assert rel_err(jax.jit(f)(x, kernel, bias), want) <= TOL[dtype], name
+
+
+@needs_extension
+def test_weight_cache_budget_from_the_environment():
+  out = run_python("from jaxstyle.nets import onednn; print('budget', onednn.weight_cache_stats()['budget'])",
+                   {onednn.WEIGHT_CACHE_ENV: "3"})
+  assert f"budget {3 << 20}" in out
+  out = run_python("from jaxstyle.nets import onednn; print('budget', onednn.weight_cache_stats()['budget'])",
+                   {onednn.WEIGHT_CACHE_ENV: "lots"})
+  assert f"budget {onednn.DEFAULT_WEIGHT_CACHE_MB << 20}" in out and "is not a number of MiB" in out
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_auto_picks_onednn_only_for_bf16_on_a_cpu_with_bf16_units(dtype):
   want = "onednn" if dtype == jnp.bfloat16 and onednn.unavailable() is None and onednn.has_bf16_units() else "same"

@@ -149,3 +149,13 @@ def test_gaussian_blur_equals_a_direct_sum_with_replicated_edges():
     rows = sum(t * x[b][np.clip(np.arange(17) + k - radius, 0, h - 1)] for k, t in enumerate(taps[b]))
     want = sum(t * rows[:, np.clip(np.arange(23) + k - radius, 0, w - 1)] for k, t in enumerate(taps[b]))
     np.testing.assert_allclose(got[b], want, atol=1e-6)
+
+
+def test_longest_side_hw_rounds_as_the_file_resize():
+  """SegNet's smaller copies have the shape a file resized to that side has (``image_io``'s rounding)."""
+  from jaxstyle.io import image_io
+  shapes = [(h, w) for h in (1, 7, 100, 333, 640, 1024) for w in (1, 9, 127, 480, 1000)]
+  for hw in shapes:
+    for side in (1, 16, 192, 256, 511):
+      assert ops.longest_side_hw(hw, side) == image_io.longest_side_hw(hw, side), (hw, side)
+  assert ops.longest_side_hw((300, 200), 150) == (150, 100)

@@ -8,6 +8,7 @@ from jaxstyle.nets import model
 from jaxstyle.program import buckets
 from jaxstyle.program import portrait
 from jaxstyle.program import sharding
+from jaxstyle.program.portrait import Batch
 
 CFG = model.MODEL_CONFIGS["tiny"]
 
@@ -22,7 +23,7 @@ def setup():
 
 def run(setup, controls, **kw):
   params, content, style = setup
-  return portrait.stylize(params, content, style, jnp.asarray(controls.as_array()), cfg=CFG, **kw)
+  return portrait.stylize(params, Batch(content, style), jnp.asarray(controls.as_array()), cfg=CFG, **kw)
 
 
 def test_shapes_and_ranges(setup):
@@ -43,8 +44,8 @@ def test_mask_selects_region(setup):
   controls = jnp.asarray(portrait.Controls().as_array())
   kw = dict(cfg=CFG, feather=0.0)
   zeros, ones = jnp.zeros(content.shape[:3]), jnp.ones(content.shape[:3])
-  bg = portrait.stylize(params, content, style, controls, zeros, **kw)
-  person = portrait.stylize(params, content, style, controls, ones, **kw)
+  bg = portrait.stylize(params, Batch(content, style, mask=zeros), controls, **kw)
+  person = portrait.stylize(params, Batch(content, style, mask=ones), controls, **kw)
   np.testing.assert_allclose(bg["image"], bg["background"], atol=1e-6)
   np.testing.assert_allclose(person["image"], person["person"], atol=1e-6)
   assert float(jnp.abs(bg["background"] - bg["person"]).max()) > 1e-4  # regions do differ
@@ -60,16 +61,16 @@ def test_alpha_zero_person_is_the_identity_transfer(setup):
   """α_person = 0 decodes SANet's identity transfer T(c, c): the style does not enter the person."""
   params, content, style = setup
   controls = jnp.asarray(portrait.Controls(alpha_person=0.0).as_array())
-  a = portrait.stylize(params, content, style, controls, cfg=CFG)["person"]
-  b = portrait.stylize(params, content, style[::-1], controls, cfg=CFG)["person"]
+  a = portrait.stylize(params, Batch(content, style), controls, cfg=CFG)["person"]
+  b = portrait.stylize(params, Batch(content, style[::-1]), controls, cfg=CFG)["person"]
   np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_program_compiles_once_for_new_controls(setup):
   params, content, style = setup
   program = portrait.make_program(CFG, sharding.data_mesh(jax.devices()[:1]))
-  a = program(params, content, style, portrait.Controls().as_array())
-  b = program(params, content, style, portrait.Controls(alpha_person=0.1).as_array())
+  a = program(params, Batch(content, style), portrait.Controls().as_array())
+  b = program(params, Batch(content, style), portrait.Controls(alpha_person=0.1).as_array())
   assert program._cache_size() == 1
   assert not np.allclose(a["person"], b["person"])
 
@@ -78,8 +79,8 @@ def test_bfloat16_compute_close_to_float32(setup):
   params, content, style = setup
   bf16 = model.ModelConfig(**{**CFG.__dict__, "dtype": "bfloat16"})
   controls = jnp.asarray(portrait.Controls().as_array())
-  a = portrait.stylize(params, content, style, controls, cfg=CFG)["image"]
-  b = portrait.stylize(params, content, style, controls, cfg=bf16)["image"]
+  a = portrait.stylize(params, Batch(content, style), controls, cfg=CFG)["image"]
+  b = portrait.stylize(params, Batch(content, style), controls, cfg=bf16)["image"]
   assert b.dtype == jnp.float32
   assert float(jnp.abs(a - b).mean()) < 0.02
 
@@ -116,23 +117,22 @@ PADDED_MEAN_TOL = 0.14
 
 
 def test_padded_pair_matches_its_own_shape_inside_the_crop():
+  from jaxstyle.io import assets
   from jaxstyle.io import image_io
-  from jaxstyle.app import request
   from jaxstyle.io import weights
   try:
-    params, cfg = loading.load(request.DEFAULT_WEIGHTS, ("transform", "decoder"))
+    params, cfg = loading.load(None, ("transform", "decoder"))
   except weights.WeightsError as e:
     pytest.skip(f"shipped weights not usable here: {e}")
-  root = request.DEFAULT_WEIGHTS.parent / "examples"
-  c = image_io.load_image(root / "content" / "grace_hopper.jpg", 100)      # 100x85 → bucket 112x96
-  s = image_io.load_image(root / "styles" / "great_wave.jpg", 96)          # 96x60 → bucket 96x96
+  c = image_io.load_image(assets.examples("content") / "grace_hopper.jpg", 100)   # 100x85 → bucket 112x96
+  s = image_io.load_image(assets.examples("styles") / "great_wave.jpg", 96)       # 96x60 → bucket 96x96
   hw_c, hw_s = buckets.content_bucket(c.shape[:2]), buckets.style_bucket(s.shape[:2])
   assert hw_c != c.shape[:2] and hw_s != s.shape[:2]
   controls = jnp.asarray(portrait.Controls().as_array())
-  run = jax.jit(lambda c, s, z: portrait.stylize(params, c, s, controls, sizes=z, cfg=cfg, mode="plain"))
-  want = np.asarray(run(c[None], s[None], None)["image"])[0]
+  run = jax.jit(lambda batch: portrait.stylize(params, batch, controls, cfg=cfg, mode="plain"))
+  want = np.asarray(run(Batch(c[None], s[None]))["image"])[0]
   padded = buckets.pad_items([c], hw_c, 1), buckets.pad_items([s], hw_s, 1)
-  got = np.asarray(run(*padded, buckets.sizes_of([c], [s], 1))["image"])[0]
+  got = np.asarray(run(Batch(*padded, buckets.sizes_of([c], [s], 1)))["image"])[0]
   assert got.shape == (*hw_c, 3)
   diff = np.abs(buckets.crop(got, c.shape[:2]) - want).mean()
   assert diff < PADDED_MEAN_TOL, diff

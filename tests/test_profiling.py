@@ -71,7 +71,7 @@ def test_counted_flops_of_the_program_lowered_for_cuda_match_the_cpu_lowering():
   image = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
   controls = jax.ShapeDtypeStruct((2, 3), jnp.float32)
   mesh = sharding.data_mesh(jax.devices()[:1])
-  call = (params, image, image, controls)
+  call = (params, portrait.Batch(image, image), controls)
   on_cpu = profiling.counted_flops(cfg, lambda c: portrait.make_program(c, mesh).lower(*call))
   on_cuda = profiling.counted_flops(
       cfg, lambda c: portrait.make_program(c, mesh).trace(*call).lower(lowering_platforms=("cuda",)))
@@ -83,7 +83,7 @@ def test_chunked_attention_is_counted_unchunked():
   cfg = dataclasses.replace(model.TINY, attention_chunk=8)      # relu4_1 at 64²: 64 queries, 8 chunks
   params = model.param_shapes(cfg)
   image = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-  call = (params, image, image, jax.ShapeDtypeStruct((2, 3), jnp.float32))
+  call = (params, portrait.Batch(image, image), jax.ShapeDtypeStruct((2, 3), jnp.float32))
   mesh = sharding.data_mesh(jax.devices()[:1])
   lower = lambda c: portrait.make_program(c, mesh, mode="plain").lower(*call)
   assert profiling.counted_flops(cfg, lower) > profiling.flops(lower(cfg))

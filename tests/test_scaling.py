@@ -90,7 +90,7 @@ for n in (1, 2):
                         scaling.random_params(cfg))
   x = jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.float32, sharding=bat)
   k = jax.ShapeDtypeStruct((2, 3), jnp.float32, sharding=rep)
-  compiled = portrait.make_program(cfg, mesh).lower(params, x, x, k).compile()
+  compiled = portrait.make_program(cfg, mesh).lower(params, portrait.Batch(x, x), k).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   out[n] = {"flops": cost["flops"], "gathers": len(re.findall(r"all-gather", compiled.as_text()))}

@@ -58,7 +58,7 @@ def test_metric_sees_the_person_mask_the_program_returns():
   content = rng.uniform(size=(1, 40, 32, 3)).astype(np.float32)
   style = rng.uniform(size=(1, 32, 32, 3)).astype(np.float32)
   program = portrait.make_program(TINY, sharding.data_mesh(), feather=0.05)
-  out = program(params, content, style, portrait.Controls().as_array())
+  out = program(params, portrait.Batch(content, style), portrait.Controls().as_array())
   pred = segnet_eval.predict(params, TINY, [content[0]], feather=0.05)[0]
   np.testing.assert_allclose(pred, np.asarray(out["mask"])[0], atol=1e-6)
   held = [segnet_eval.HeldOut("x", content[0], (pred > 0.5).astype(np.float32), None)]

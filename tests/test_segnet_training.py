@@ -11,6 +11,7 @@ import pytest
 from jaxstyle.io import weights as weights_lib
 from jaxstyle.nets import model as model_lib
 from jaxstyle.program import sharding
+from jaxstyle.training import augment
 from jaxstyle.training import distributed
 from jaxstyle.training import encoder_weights
 from jaxstyle.training import loop
@@ -21,8 +22,19 @@ from train.configs import segnet as segnet_configs
 
 from test_data import make_shared_data  # pylint: disable=g-bad-import-order
 from test_input_pipeline import tiny_tfds  # pylint: disable=g-bad-import-order,unused-import   a fixture
+from test_sanet_training import (  # pylint: disable=g-bad-import-order
+    assert_a_missing_or_unknown_field_is_refused_by_name, assert_every_field_is_read_by_name,
+    declared_defaults)
 
-TINY = dataclasses.replace(model_lib.MODEL_CONFIGS["tiny"], formulation="xla")
+
+def hparams(**overrides) -> sg.Hparams:
+  """The ``runlocal`` config's Hparams (tiny model, xla convs, random encoder), fields overridden."""
+  config = segnet_configs.get_config("runlocal")
+  config.update(overrides)
+  return sg.hparams_from_config(config)
+
+
+TINY = hparams().model
 
 
 def disks(n=4, hw=32, seed=0):
@@ -36,7 +48,7 @@ def disks(n=4, hw=32, seed=0):
 
 
 def test_train_step_learns_and_keeps_the_encoder_frozen():
-  hp = sg.Hparams(model=TINY, batch_size=4, crop=32, num_steps=40, lr=1e-2, warmup_steps=2)
+  hp = hparams(num_steps=40, lr=1e-2)     # runlocal: batch 4 of 32² crops, 2 warm-up steps
   frozen = encoder_weights.frozen_encoder("random", TINY, 0)[0]
   _, init = loop.abstract_train_state(lambda r: sg.init_trainable(hp, r), sg.make_optimizer(hp),
                                           jax.random.PRNGKey(0), sharding.data_mesh())
@@ -107,8 +119,24 @@ def test_configs():
   assert [type(v) for v in (*tuned.augment.scale_range, *tuned.augment.jpeg_quality)] == [float] * 2 + [int] * 2
 
 
+def test_every_hparams_field_is_the_config_field_of_its_name():
+  get = lambda: segnet_configs.get_config("runlocal")
+  assert_every_field_is_read_by_name(get, sg.hparams_from_config, computed=("model",))
+  assert_a_missing_or_unknown_field_is_refused_by_name(get, sg.hparams_from_config, "warmup_steps",
+                                                       "augment.jpeg_prob")
+  assert hparams(dtype="bfloat16").model == dataclasses.replace(TINY, dtype="bfloat16")
+
+
+def test_hparams_declare_no_default_of_their_own():
+  """The configs hold every default, but the augmentation's: ``AugmentConfig``'s, which the config's
+  ``augment`` group is made from (one copy, not two)."""
+  augment_fields = [f"augment.{f.name}" for f in dataclasses.fields(augment.AugmentConfig)]
+  assert declared_defaults(sg.Hparams) == augment_fields
+  assert segnet_configs.get_config().augment.to_dict() == dataclasses.asdict(augment.AugmentConfig())
+
+
 def test_init_from_keeps_given_parameters_and_zero_skips(tmp_path):
-  hp = sg.Hparams(model=TINY, batch_size=2, crop=32, num_steps=1)
+  hp = hparams()
   no_skips = dataclasses.replace(TINY.segnet, skips=(), context=())       # weights from before skip fusions
   plain = model_lib.init_params(dataclasses.replace(TINY, segnet=no_skips), jax.random.PRNGKey(5))["segnet"]
   params = sg.init_trainable(hp, jax.random.PRNGKey(0), init_from=plain)["segnet"]["params"]

@@ -27,13 +27,12 @@ def pair():
   rng = np.random.default_rng(0)
   c, s = rng.random((37, 45, 3), np.float32), rng.random((29, 33, 3), np.float32)
   hw_c, hw_s = buckets.content_bucket(c.shape[:2]), buckets.style_bucket(s.shape[:2])
-  return (params, buckets.pad_items([c], hw_c, 1), buckets.pad_items([s], hw_s, 1),
-          buckets.sizes_of([c], [s], 1))
+  return params, buckets.bucket_batch([c], [s], 1, (hw_c, hw_s))
 
 
 @pytest.fixture(scope="module")
 def split():
-  return portrait.make_split_programs(CFG, MESH, with_sizes=True)
+  return portrait.make_split_programs(CFG, MESH)
 
 
 @contextlib.contextmanager
@@ -62,50 +61,49 @@ def assert_outputs_close(got, want, atol=1e-5):
 
 def test_split_equals_the_single_program(pair, split):
   """prepare → render (traced feather and preserve colour) == the CLI's one program (static ones)."""
-  params, content, style, sizes = pair
+  params, batch = pair
   controls = portrait.Controls(alpha_background=0.7).as_array()
-  prepared = split.prepare(params, content, style, sizes)
+  prepared = split.prepare(params, batch)
   for keep_color in (False, True):
-    single = portrait.make_program(CFG, MESH, feather=FEATHER, keep_color=keep_color, with_sizes=True)
-    want = single(params, content, style, controls, sizes)
-    assert_outputs_close(split.render(params, prepared, controls, FEATHER, keep_color, sizes), want)
+    single = portrait.make_program(CFG, MESH, feather=FEATHER, keep_color=keep_color)
+    want = single(params, batch, controls)
+    assert_outputs_close(split.render(params, prepared, controls, FEATHER, keep_color), want)
   # The two parts of render, one region at a time (the studio's path), give the same.
   regions = [split.transfer(params, prepared, controls[r:r + 1]) for r in range(2)]
-  got = split.composite(prepared, jnp.concatenate(regions), FEATHER, True, sizes)
+  got = split.composite(prepared, jnp.concatenate(regions), FEATHER, True)
   assert_outputs_close(got, want)
 
 
 def test_split_with_a_user_mask_and_plain_mode(pair):
-  params, content, style, sizes = pair
+  params, batch = pair
   controls = portrait.Controls(alpha_person=0.3).as_array()
-  mask = np.zeros(content.shape[:3], np.float32)
+  mask = np.zeros(batch.content.shape[:3], np.float32)
   mask[:, 10:30, 5:25] = 1
-  for mode, with_mask, extra in (("portrait", True, (mask,)), ("plain", False, ())):
-    single = portrait.make_program(CFG, MESH, mode=mode, feather=FEATHER, with_sizes=True,
-                                   with_mask=with_mask)
-    split = portrait.make_split_programs(CFG, MESH, mode=mode, with_sizes=True, with_mask=with_mask)
-    prepared = split.prepare(params, content, style, sizes, *extra)
-    assert_outputs_close(split.render(params, prepared, controls, FEATHER, False, sizes),
-                         single(params, content, style, controls, sizes, *extra))
+  for mode, mode_batch in (("portrait", batch._replace(mask=mask)), ("plain", batch)):
+    single = portrait.make_program(CFG, MESH, mode=mode, feather=FEATHER)
+    split = portrait.make_split_programs(CFG, MESH, mode=mode)
+    prepared = split.prepare(params, mode_batch)
+    assert_outputs_close(split.render(params, prepared, controls, FEATHER, False),
+                         single(params, mode_batch, controls))
     if mode == "portrait":
       np.testing.assert_array_equal(prepared["mask"], mask)   # kept unfeathered: the feather is a control
 
 
 def test_no_control_recompiles_or_recomputes_the_pair(pair, split):
   """Every slider (six region controls, feather, preserve colour) reuses the compiled programs."""
-  params, content, style, sizes = pair
-  prepared = split.prepare(params, content, style, sizes)
+  params, batch = pair
+  prepared = split.prepare(params, batch)
   # A person-shaped mask: the random SegNet's speckle is thinner than the blend's edge inset, so the
   # person transfer would show nowhere and its controls would move nothing.
   person = jnp.zeros_like(prepared["mask"]).at[:, 8:, 10:35].set(1.0)
   prepared = {**prepared, "mask": jax.device_put(person, prepared["mask"].sharding)}
   base = portrait.Controls()
-  first = split.render(params, prepared, base.as_array(), FEATHER, False, sizes)
+  first = split.render(params, prepared, base.as_array(), FEATHER, False)
   changes = [(dataclasses.replace(base, **{f.name: 0.35}), FEATHER, False)   # no default is 0.35
              for f in dataclasses.fields(base)]
   changes += [(base, 0.08, False), (base, 0.0, False), (base, FEATHER, True)]
   with count_compiles() as counts:
-    outs = [split.render(params, prepared, c.as_array(), f, k, sizes) for c, f, k in changes]
+    outs = [split.render(params, prepared, c.as_array(), f, k) for c, f, k in changes]
     jax.block_until_ready(outs)
   assert counts == {"trace": 0, "compile": 0}
   assert split.render._cache_size() == 1 and split.prepare._cache_size() == 1

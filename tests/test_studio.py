@@ -14,8 +14,8 @@ from PIL import Image
 from jaxstyle.app import request
 from jaxstyle.app import studio as studio_lib
 from jaxstyle.app import stylize_files
-from jaxstyle.app.request import Request, UsageError
-from jaxstyle.app.studio import ByteLRU, Settings, Upload
+from jaxstyle.app.request import Request, Settings, UsageError
+from jaxstyle.app.studio import ByteLRU, Upload
 from jaxstyle.io.image_io import ImageError
 from jaxstyle.program import portrait
 
@@ -91,18 +91,42 @@ def test_each_control_recomputes_only_what_it_changes(studio, files):
   np.testing.assert_array_equal(plain.image, plain.background)
 
 
+def test_a_style_scale_slider_redoes_only_its_regions_style(studio, files, tmp_path):
+  """Each region's style scale re-runs that region's style pass (``restyle``) and transfer, nothing of
+  the content; the picture is the one a fresh pair at those scales gives."""
+  st, uploads = studio
+  content, style = files
+  base = Settings(size=160)   # the style's least side is 64 px: smaller scales need a larger picture
+  assert st.stylize("scales", content, style, None, base).ran[0] == "prepare"
+  both = dataclasses.replace(base, style_scale_person=0.5, style_scale_background=0.5)
+  steps = [(dataclasses.replace(base, style_scale_person=0.5), ("restyle:person", "transfer:person")),
+           (both, ("restyle:background", "restyle:person", "transfer:background", "transfer:person")),
+           (dataclasses.replace(both, style_scale_person=0.75), ("restyle:person", "transfer:person")),
+           (dataclasses.replace(both, style_scale_person=0.75, controls=portrait.Controls(alpha_person=0.2)),
+            ("transfer:person",))]
+  for settings, ran in steps:
+    out = st.stylize("scales", content, style, None, settings)
+    assert out.ran == (*ran, "composite"), settings
+  sub = uploads / f"{tmp_path.name}_again"
+  again = [Upload(write_image(sub / "me.png", (40, 52), 1)), Upload(write_image(sub / "wave.png", (36, 30), 2))]
+  fresh = st.stylize("fresh", *again, None, settings)
+  assert fresh.ran[0] == "prepare"
+  np.testing.assert_allclose(fresh.image, out.image, atol=1e-5)
+  assert out.style.shape[:2] == (67, 80)   # the background's style, as read (its preview)
+
+
 def test_the_studio_draws_what_the_cli_writes(studio, tiny_weights, tmp_path):
   """Same pair, controls, feather and preserve colour: the CLI's PNG is the studio's picture in 8 bits."""
   st, uploads = studio
   content = write_image(tmp_path / "me.png", (44, 36), 3)
   style = write_image(tmp_path / "wave.png", (30, 40), 4)
   controls = portrait.Controls(alpha_person=0.4, w1_person=0.8)
+  settings = Settings(size=SIZE, controls=controls, feather=0.03, preserve_color=True)
   req = Request(content=[str(content)], style=[str(style)], output=str(tmp_path / "out.png"),
-                weights=str(tiny_weights), size=SIZE, controls=controls, feather=0.03, preserve_color=True)
+                weights=str(tiny_weights), settings=settings)
   stylize_files.run(req, log=lambda _: None, progress=False)
   cli = np.asarray(Image.open(tmp_path / "out.png"), np.float32) / 255
-  out = st.stylize("cli", Upload(content), Upload(style), None,
-                   Settings(size=SIZE, controls=controls, feather=0.03, preserve_color=True))
+  out = st.stylize("cli", Upload(content), Upload(style), None, settings)
   assert content.exists()                                   # not under the upload folder: kept
   np.testing.assert_allclose(out.image, cli, atol=1 / 255 + 1e-4)
 

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxstyle.app import request
+from jaxstyle.io import assets
 from jaxstyle.io import image_io
 from test_multiprocess import free_port
 
-EXAMPLES = Path(request.DEFAULT_WEIGHTS).parent / "examples"
+EXAMPLES = assets.root() / "examples"
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 240   # seconds for a page change: the first request compiles, and CI shares two cores
 
@@ -164,10 +164,11 @@ def test_the_api_client_gets_the_same_function(server, tmp_path):
   client = Client(url, verbose=False, download_files=False)
   api = client.view_api(return_format="dict")["named_endpoints"]["/stylize"]
   names = [p["parameter_name"] for p in api["parameters"]]
-  assert names[:5] == ["content", "style", "mask", "mode", "size"] and names[-2:] == ["feather", "preserve_color"]
+  assert names[:5] == ["content", "style", "mask", "mode", "size"] and names[-4:] == [
+      "feather", "preserve_color", "style_scale_background", "style_scale_person"]
   out = client.predict(handle_file(EXAMPLES / "content" / "astronaut.jpg"),
                        handle_file(EXAMPLES / "styles" / "starry_night.jpg"), None, "plain", 64,
-                       1, 1, 1, 1, 0.2, 0.6, 0.01, False, api_name="/stylize")
+                       1, 1, 1, 1, 0.2, 0.6, 0.01, False, 1, 1, api_name="/stylize")
   image, download, mask = out[:3]
   assert mask is None and image["url"].startswith(url)
   assert max(read_image(download["url"]).shape[:2]) == 64
@@ -175,11 +176,11 @@ def test_the_api_client_gets_the_same_function(server, tmp_path):
   with pytest.raises(AppError, match="greater than maximum"):   # Gradio checks the sliders' ranges
     client.predict(handle_file(EXAMPLES / "content" / "astronaut.jpg"),
                    handle_file(EXAMPLES / "styles" / "starry_night.jpg"), None, "portrait", 64,
-                   1, 1, 1, 1, 0.2, 7, 0.01, False, api_name="/stylize")
+                   1, 1, 1, 1, 0.2, 7, 0.01, False, 1, 1, api_name="/stylize")
   (tmp_path / "notes.png").write_text("not a picture")
   with pytest.raises(AppError, match="notes.png: not an image file"):       # and the studio the files
     client.predict(handle_file(tmp_path / "notes.png"), handle_file(EXAMPLES / "styles" / "starry_night.jpg"),
-                   None, "portrait", 64, 1, 1, 1, 1, 0.2, 0.6, 0.01, False, api_name="/stylize")
+                   None, "portrait", 64, 1, 1, 1, 1, 0.2, 0.6, 0.01, False, 1, 1, api_name="/stylize")
 
 
 def test_every_default_control_sits_on_the_sliders_grid():

@@ -8,8 +8,9 @@ import pytest
 
 from clips import read_clip, write_clip
 from infer import portrait as cli
-from jaxstyle.app import stylize_video
+from jaxstyle.app import clip as clip_lib
 from jaxstyle.io import video
+from jaxstyle.program.runner import Runner
 
 
 @pytest.fixture
@@ -84,9 +85,9 @@ def test_unwritable_folder_and_non_finite_frames_are_refused(tmp_path, tiny_weig
   err = capsys.readouterr().err
   assert code == 2 and err.startswith("error: cannot write into") and err.count("\n") == 1, err
   # A NaN result (broken weights) ends the run with one line and leaves no file.
-  real = stylize_video.stylize_batch
-  monkeypatch.setattr(stylize_video, "stylize_batch",
-                      lambda *a: {k: v * np.nan for k, v in real(*a).items()})
+  real = Runner.stylize
+  monkeypatch.setattr(Runner, "stylize", lambda *a, **kw: [{k: v * np.nan for k, v in out.items()}
+                                                           for out in real(*a, **kw)])
   out = tmp_path / "out"
   out.mkdir()
   code = cli.main(["--content", str(clip), "--style", str(style), "--output", str(out / "o.mp4"),
@@ -108,7 +109,7 @@ def test_video_refuses_image_only_options(tmp_path, tiny_weights, style, capsys)
 def test_webm_of_a_clip_with_aac_audio_is_refused_before_any_work(tmp_path, tiny_weights, style, capsys,
                                                                    monkeypatch):
   clip = write_clip(tmp_path / "clip.mp4", frames=2, audio_seconds=0.1)
-  monkeypatch.setattr(stylize_video, "load_params", lambda *a: pytest.fail("weights loaded"))
+  monkeypatch.setattr(clip_lib, "load_runner", lambda *a: pytest.fail("weights loaded"))
   code = cli.main(["--content", str(clip), "--style", str(style), "--output", str(tmp_path / "o.webm"),
                    "--weights", str(tiny_weights)])
   err = capsys.readouterr().err

@@ -60,7 +60,7 @@ def test_plain_program_computes_no_pool_indices():
   params = model.param_shapes(cfg)
   image = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
   controls = jax.ShapeDtypeStruct((2, 3), jnp.float32)
-  run = lambda mode: lambda p, c, s, k: portrait.stylize(p, c, s, k, cfg=cfg, mode=mode)
+  run = lambda mode: lambda p, c, s, k: portrait.stylize(p, portrait.Batch(c, s), k, cfg=cfg, mode=mode)
   plain = compiled_hlo(run("plain"), params, image, image, controls)
   with_segnet = compiled_hlo(run("portrait"), params, image, image, controls)
   assert "s8[" in with_segnet                  # the check below would see index work if there were any

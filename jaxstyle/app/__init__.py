@@ -1,6 +1,11 @@
-"""What users call: stylising files and folders (``stylize_files``) and videos (``stylize_video``) from a
-``request.Request``, the library behind ``python -m infer.portrait``; what ``--content`` and ``--style``
-name (``sources``: files, folders, lists, tfds datasets) and what a run over a collection keeps track of
-(``collection``: each process's share, resuming, the run summary). May import ``io``, ``nets``,
-``checkpoints`` and ``program``; never ``training``. The entry points in ``infer/`` only parse flags.
+"""What users call, one job a module (each imports at most four project modules: ``tests/test_layout``).
+
+Files: ``stylize_files`` plans (``plan``: pairs, outputs, refusals, this process's share, what is done)
+then runs (``pipeline``: ``reading`` decodes contents ahead into bucket batches, ``program.runner``
+computes, ``writing`` saves behind and records each pair); ``sources`` says what ``--content`` and
+``--style`` name; ``collection`` keeps a collection's shares, resumes and run summary. Video:
+``stylize_video`` over ``clip``. The studio: ``studio`` (its pairs, cache and checks) and
+``studio_ui`` (its Gradio page). ``request`` holds the ``Settings`` every caller shares, the CLI's
+``Request`` and their checks. May import ``io``, ``nets``, ``checkpoints`` and ``program``; never
+``training`` or ``commands``.
 """

@@ -11,6 +11,8 @@
   (written before) or ``failed``. A line is appended (and flushed) once the pair's files are in place,
   so a killed run's summary never claims a file that is not there; each run rewrites the file. With
   several processes each writes its own, ``NAME.process-I-of-N.jsonl``.
+- Processes meet twice (``meet``, ``totals``): at the start, where their collectives connect, and at
+  the end, where they add up their counts.
 - ``Report``: what a run did (this process and all processes), and ``PairsFailed`` when pairs failed.
 """
 from __future__ import annotations
@@ -21,7 +23,10 @@ import threading
 from pathlib import Path
 from typing import IO, Sequence, TypeVar
 
+import numpy as np
+
 from jaxstyle.io import image_io
+from jaxstyle.program import sharding
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 STATUSES = (DONE, SKIPPED, FAILED)
@@ -40,6 +45,17 @@ def share(items: Sequence[T], process: int, processes: int) -> Sequence[T]:
   """Process ``process``'s contiguous block of ``items`` (blocks differ in length by at most one)."""
   n = len(items)
   return items[n * process // processes:n * (process + 1) // processes]
+
+
+def meet() -> None:
+  """The start line of a job's processes, where their collectives connect (``sum_over_processes``)."""
+  sharding.sum_over_processes(np.zeros(1))
+
+
+def totals(counts: dict[str, int]) -> dict[str, int]:
+  """``counts`` added up over every process of the job (a collective: every process calls it)."""
+  summed = sharding.sum_over_processes(np.asarray([counts[s] for s in STATUSES]))
+  return dict(zip(STATUSES, map(int, summed)))
 
 
 def is_done(outputs: Sequence[Path]) -> bool:

@@ -1,57 +1,97 @@
-"""What a stylising run is asked for, the checks made before computing, and the program call it makes.
+"""What a stylising run is asked for and the checks made before computing: the one place of both.
 
-Shared by the image runner (``stylize_files``) and the video runner (``stylize_video``): the ``Request``
-(the CLI's flags, field for field), its ranges, the refusals found before any computing (options,
-writable folders, the weights a mode needs) and after it (a non-finite result), and one call of the
-portrait program with the batch placed on the mesh. Every refusal is one line: ``UsageError`` for
-options, ``WeightsError`` for weights.
+``Settings`` are how to stylise (size, mode, the controls, feather, preserve colour, the style's scale):
+the CLI's request holds one and every studio call takes one. ``Request`` is a whole CLI run (the flags, field for field:
+inputs, outputs, weights, dtype, batching). The checks refuse what would fail later, before any
+computing: options out of range (``check_settings``, ``check_request``), folders that cannot be
+written (``check_writable_paths``) and outputs that would overwrite an input (``check_not_inputs``).
+Every refusal is one line: ``UsageError`` for options, ``WeightsError`` for weights, ``ImageError`` for
+files (``REFUSALS``).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import jax
-import numpy as np
-
-import jaxstyle
-from jaxstyle.checkpoints import loading
 from jaxstyle.io import image_io
 from jaxstyle.io.cli import UsageError
+from jaxstyle.io.image_io import ImageError
 from jaxstyle.io.weights import WeightsError
-from jaxstyle.nets import model as model_lib
 from jaxstyle.program import portrait
-from jaxstyle.program import sharding
+from jaxstyle.program.portrait import Controls
 
-DEFAULT_WEIGHTS = Path(jaxstyle.__file__).resolve().parent.parent / "weights"
-DTYPES = ("float32", "bfloat16")
-MODES = ("portrait", "plain")
+# What a run refuses in one line; MemoryError: a host allocation the checks did not foresee, and the
+# runner's out-of-memory refusal (``runner.OutOfMemory``).
+REFUSALS = (ImageError, UsageError, WeightsError, MemoryError)
+# --dtype: "auto" is bf16 where the machine computes it fast (a GPU, a CPU with bf16 units), else float32
+# (``program.precision``, whose DTYPES these are; the runner resolves it).
+DTYPES = ("auto", "float32", "bfloat16")
+MODES = portrait.MODES     # the program's, named here for the flags and the page
 MAX_SIZE = math.isqrt(image_io.MAX_PIXELS)   # --size: a square picture of this side hits the pixel cap
 # --feather: the blur's filter grows with σ (1e6 asked for gigabytes); the program's bound.
 MAX_FEATHER = portrait.MAX_FEATHER
 ALPHA_RANGE = (0.0, 1.0)   # 0 = SANet's identity transfer T(c, c), 1 = full transfer
 W_RANGE = (0.0, 4.0)       # attention weights: 0 drops a scale; beyond a few the features saturate
 MAX_IO_THREADS = 64        # each holds a decoded content; more only fills memory
+STYLE_SCALE_RANGE = (0.1, 2.0)   # the style's longest side ÷ the content's
+# A style read smaller than this is read at this side: at 64 px relu5_1 holds 4×4 keys, and below it
+# the attention has next to nothing to choose from.
+MIN_STYLE_SIDE = 64
+# Each mode's default style scales, (background, person); plain SANet has the background's only.
+# Chosen by ``benchmarks/controls_search.py`` (step ``style_scale``; docs/quality.md).
+STYLE_SCALES = {"portrait": (1.0, 1.0), "plain": (1.0, 1.0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """How to stylise a pair: what the CLI's flags and the studio's controls both set."""
+  size: int = 512                        # longest side of content and style; 0 keeps the file's size
+  mode: str = "portrait"                 # one of ``portrait.MODES``
+  controls: Controls = Controls()
+  feather: float = portrait.FEATHER
+  preserve_color: bool = False
+  # The style's longest side as a fraction of the content's, per region (None: the mode's default,
+  # ``STYLE_SCALES``): below 1 the painting's strokes come out larger. With ``size`` 0 the style keeps
+  # its file's size.
+  style_scale_background: float | None = None
+  style_scale_person: float | None = None
+
+  def style_scales(self) -> tuple[float, float]:
+    """(background, person) style scales, the mode's defaults filled in."""
+    defaults = STYLE_SCALES[self.mode]
+    given = self.style_scale_background, self.style_scale_person
+    return tuple(d if g is None else g for g, d in zip(given, defaults))
+
+
+def style_sides(settings: Settings) -> tuple[tuple[int | None, int | None], str | None]:
+  """The longest side each region's style is read at, (background, person): None keeps the file's
+  size (``size`` 0), and the person's is None when it equals the background's (one style pass serves
+  both); with a note when a side was raised to ``MIN_STYLE_SIDE`` (say it once)."""
+  if not settings.size:
+    return (None, None), None
+  floor = min(MIN_STYLE_SIDE, settings.size)   # never above the content itself
+  wanted = [round(scale * settings.size) for scale in settings.style_scales()]
+  sides = [max(floor, side) for side in wanted]
+  raised = [f"{region} {w} px" for region, w, side in zip(("background", "person"), wanted, sides) if side != w]
+  note = (f"style scale: the {' and '.join(raised)} style is read at {floor} px, the least the encoder "
+          "can use") if raised else None
+  background, person = sides
+  return (background, None if person == background or settings.mode == "plain" else person), note
 
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-  """Everything one run needs; the CLI flags map 1:1 onto these fields."""
+  """Everything one CLI run needs; the flags map 1:1 onto these fields and those of ``Settings``."""
   content: Sequence[str]
   style: Sequence[str]
   output: str = "stylized"
-  weights: str = str(DEFAULT_WEIGHTS)
-  size: int = 512                        # longest side of content and style; 0 keeps the file's size
-  mode: str = "portrait"
-  controls: portrait.Controls = portrait.Controls()
-  feather: float = portrait.FEATHER
-  preserve_color: bool = False
+  settings: Settings = Settings()
+  weights: str | None = None             # a weights folder; None: the weights shipped in the package
   mask: str | None = None                # a person mask file instead of SegNet
-  dtype: str = "float32"
+  dtype: str = "auto"                    # one of DTYPES
   save_mask: bool | str = False          # True: next to each output; a str: into that folder
   sheet: bool | str = False
   batch_size: int = 0                    # pairs per program call; 0: one per device
@@ -61,42 +101,44 @@ class Request:
   tfds_data_dir: str | None = None       # where tfds:NAME inputs are prepared (None: tfds' default)
 
 
+def check_settings(settings: Settings) -> None:
+  """``UsageError`` naming the flag of the first setting out of range."""
+  if settings.mode not in portrait.MODES:
+    raise UsageError(f"--mode must be one of {', '.join(portrait.MODES)}, not {settings.mode!r}")
+  if settings.size and not image_io.MIN_SIDE <= settings.size <= MAX_SIZE:
+    raise UsageError(f"--size must be 0 (keep) or {image_io.MIN_SIDE}..{MAX_SIZE} (a square picture of "
+                     f"that side reaches the {image_io.MAX_PIXELS / 1e6:g} MP limit), not {settings.size}")
+  if not 0 <= settings.feather <= MAX_FEATHER:
+    raise UsageError(f"--feather must be 0..{MAX_FEATHER:g} (a fraction of the longer side), "
+                     f"not {settings.feather}")
+  check_controls(settings.controls)
+  lo, hi = STYLE_SCALE_RANGE
+  for region in ("background", "person"):
+    scale = getattr(settings, f"style_scale_{region}")
+    if scale is not None and not lo <= scale <= hi:
+      raise UsageError(f"--style-scale-{region} must be {lo:g}..{hi:g} (the style's longest side ÷ the "
+                       f"content's), not {scale}")
+
+
 def check_request(req: Request) -> None:
-  if req.mode not in MODES:
-    raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {req.mode!r}")
+  check_settings(req.settings)
   if req.dtype not in DTYPES:
     raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, not {req.dtype!r}")
-  if req.size and not image_io.MIN_SIDE <= req.size <= MAX_SIZE:
-    raise UsageError(f"--size must be 0 (keep) or {image_io.MIN_SIDE}..{MAX_SIZE} (a square picture of "
-                     f"that side reaches the {image_io.MAX_PIXELS / 1e6:g} MP limit), not {req.size}")
-  if not 0 <= req.feather <= MAX_FEATHER:
-    raise UsageError(f"--feather must be 0..{MAX_FEATHER:g} (a fraction of the longer side), "
-                     f"not {req.feather}")
   if req.batch_size < 0:
     raise UsageError(f"--batch-size must be >= 0, not {req.batch_size}")
   if not 0 <= req.io_threads <= MAX_IO_THREADS:
     raise UsageError(f"--io-threads must be 0..{MAX_IO_THREADS}, not {req.io_threads}")
-  check_controls(req.controls)
-  if req.mode == "plain" and (req.mask or req.save_mask):
+  if req.settings.mode == "plain" and (req.mask or req.save_mask):
     raise UsageError("--mask and --save-mask apply to --mode portrait only")
 
 
-def check_controls(controls: portrait.Controls) -> None:
+def check_controls(controls: Controls) -> None:
   """α in ``ALPHA_RANGE`` and W in ``W_RANGE`` (NaN fails both), else ``UsageError`` naming the flag."""
   for field in dataclasses.fields(controls):
     value = getattr(controls, field.name)
     lo, hi = ALPHA_RANGE if field.name.startswith("alpha") else W_RANGE
     if not lo <= value <= hi:
       raise UsageError(f"--{field.name.replace('_', '-')} must be {lo:g}..{hi:g}, not {value}")
-
-
-def check_finite(out: dict[str, np.ndarray], name: Path) -> None:
-  """Refuses (``WeightsError``) an output that is not finite: inputs are checked finite, so NaN here
-  comes from the weights, and saving it would make a confident black picture."""
-  bad = [k for k in ("image", "mask", "person") if k in out and not np.isfinite(out[k]).all()]
-  if bad:
-    raise WeightsError(f"{name}: the {', '.join(bad)} computed for this pair holds NaN or infinite "
-                       "values (broken weights?); not written")
 
 
 def check_writable_paths(paths: Iterable[Path]) -> None:
@@ -111,64 +153,9 @@ def check_writable_paths(paths: Iterable[Path]) -> None:
       raise UsageError(f"cannot write into {folder}: {existing} is not writable")
 
 
-def needed_networks(mode: str, user_mask: bool) -> list[str]:
-  """The trained networks a run reads besides the encoder: SegNet only for portraits without a mask."""
-  return ["transform", "decoder"] + ["segnet"] * (mode == "portrait" and not user_mask)
-
-
-def load_params(req: Request, user_mask: bool
-                ) -> tuple[model_lib.Params, model_lib.ModelConfig, jax.sharding.Mesh]:
-  """The params a run needs (``needed_networks``), checked and replicated over this process's devices;
-  the model config at the request's dtype; the mesh.
-
-  The mesh holds only this process's devices: in a job of several processes each stylises its own
-  share, and a program over every process's devices would make each call a collective they all join.
-  """
-  params, cfg = loading.load(req.weights, needed_networks(req.mode, user_mask), dtype=req.dtype)
-  mesh = sharding.data_mesh(jax.local_devices())
-  return jax.device_put(params, sharding.replicated(mesh)), cfg, mesh
-
-
-def per_call(req: Request, mesh: jax.sharding.Mesh) -> int:
-  """Pairs (or frames) per program call: ``--batch-size`` rounded up to a multiple of the device count."""
-  return -(-(req.batch_size or mesh.size) // mesh.size) * mesh.size
-
-
-def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
-  """``x`` with its last item repeated along axis 0 up to ``size`` items."""
-  return np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)]) if len(x) < size else x
-
-
-def stylize_batch(program, mesh: jax.sharding.Mesh, params: model_lib.Params, contents: np.ndarray,
-                  styles: np.ndarray, controls: np.ndarray, masks: np.ndarray | None = None,
-                  sizes: np.ndarray | None = None) -> dict[str, jax.Array]:
-  """One call of a ``make_program`` program, the batch (a multiple of ``mesh.size``) split over ``data``.
-
-  ``sizes``: the valid sizes of bucket-padded inputs (a ``with_sizes`` program). Returns the program's
-  outputs as global arrays, still sharded (padding included).
-  """
-  images, rest = place_inputs(mesh, contents, styles, sizes, masks)
-  return program(params, *images, controls, *rest)
-
-
-def place_inputs(mesh: jax.sharding.Mesh, contents: np.ndarray, styles: np.ndarray,
-                 sizes: np.ndarray | None = None, masks: np.ndarray | None = None) -> tuple[list, list]:
-  """``([contents, styles], [sizes, masks])`` (those given) as global arrays split over ``data``: the
-  order the programs take them in, around the controls of a whole program."""
-  f32 = lambda x: np.ascontiguousarray(x, np.float32)
-  batch = [f32(contents), f32(styles)]
-  batch += [] if sizes is None else [np.ascontiguousarray(sizes, np.int32)]
-  batch += [] if masks is None else [f32(masks)]
-  return sharding.place_batch(mesh, batch[:2]), sharding.place_batch(mesh, batch[2:])
-
-
-@contextlib.contextmanager
-def out_of_memory_as_usage_error(size: str, batch: int):
-  """Turns XLA's RESOURCE_EXHAUSTED into a one-line hint; other runtime errors pass through."""
-  try:
-    yield
-  except jax.errors.JaxRuntimeError as e:
-    if "RESOURCE_EXHAUSTED" not in str(e):
-      raise
-    raise UsageError(f"out of memory stylising {size} images in batches of {batch}: try a smaller "
-                     "--size, --batch-size 1 or --dtype bfloat16") from None
+def check_not_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
+  """Refuses (``UsageError``) an output that names an input file (the same path, or a hard link)."""
+  ids = set().union(*map(image_io.file_ids, inputs))
+  for path in outputs:
+    if image_io.file_ids(path) & ids:
+      raise UsageError(f"{path}: refusing to overwrite an input (choose another --output)")

@@ -9,6 +9,7 @@
   ``array_record`` format (``jaxstyle.io.datasets``), its ``image`` feature decoded by ``image_io``.
 - The items keep the arguments' order, each expanded as above, without repeats: every process of a run
   builds the same list, so the pairs and each process's share of them agree everywhere.
+- A video (``io.video``'s suffixes) as the one ``--content`` is stylised as a clip (``is_video``).
 - A path given as an argument must exist (refused at once, as a typo should be); a path a list names is
   an item of the collection like any other, and a missing one fails when it is read.
 """
@@ -23,6 +24,7 @@ import numpy as np
 
 from jaxstyle.io import datasets
 from jaxstyle.io import image_io
+from jaxstyle.io import video
 from jaxstyle.io.cli import UsageError, one_line
 from jaxstyle.io.image_io import IMAGE_SUFFIXES, ImageError
 
@@ -56,6 +58,11 @@ class Record:
 
 
 Input = Path | Record
+
+
+def is_video(arg: str | Path) -> bool:
+  """Whether an argument names a video file, by its suffix, as every FFmpeg container is named."""
+  return video.is_video(arg)
 
 
 def label(item: Input) -> str:

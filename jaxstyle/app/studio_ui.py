@@ -27,26 +27,25 @@ TEMP = Path(tempfile.mkdtemp(prefix="jaxstyle-studio-"))
 atexit.register(shutil.rmtree, TEMP, ignore_errors=True)
 os.environ["GRADIO_TEMP_DIR"] = str(TEMP)
 import gradio as gr  # noqa: E402
+from gradio import processing_utils  # noqa: E402
 
 from jaxstyle.app import request  # noqa: E402
 from jaxstyle.app import studio as studio_lib  # noqa: E402
-from jaxstyle.app.request import UsageError  # noqa: E402
+from jaxstyle.app.request import REFUSALS, Controls, Settings  # noqa: E402
+from jaxstyle.io import assets  # noqa: E402
 from jaxstyle.io import image_io  # noqa: E402
-from jaxstyle.io.image_io import ImageError  # noqa: E402
-from jaxstyle.io.weights import WeightsError  # noqa: E402
-from jaxstyle.program import portrait  # noqa: E402
 
-EXAMPLES = Path(request.DEFAULT_WEIGHTS).parent / "examples"
-REFUSALS = (ImageError, UsageError, WeightsError, MemoryError)
-CONTROL_FIELDS = [f.name for f in dataclasses.fields(portrait.Controls)]
+EXAMPLES = assets.root() / "examples"
+CONTROL_FIELDS = [f.name for f in dataclasses.fields(Controls)]
 CACHE_SWEEP = (300, 900)   # every 5 minutes, Gradio's files older than 15 minutes are deleted
 
 
 def _examples(kind: str) -> list[str]:
-  return sorted(str(p) for p in (EXAMPLES / kind).iterdir() if image_io.is_image(p))
+  return sorted(str(p) for p in assets.examples(kind).iterdir() if image_io.is_image(p))
 
 
 CONTROL_STEP = 0.025   # the controls search's finest step: every default control sits on the sliders' grid
+STYLE_SCALE_STEP = 0.05
 
 
 def _slider(field: str, value: float) -> gr.Slider:
@@ -77,18 +76,22 @@ def build_page(studio: studio_lib.Studio, *, sizes: tuple[int, int] = (64, studi
         with gr.Row():
           content_view = gr.Image(label="content", interactive=False, height=160, elem_id="content_view")
           style_view = gr.Image(label="style", interactive=False, height=160, elem_id="style_view")
-        mode = gr.Radio(list(request.MODES), value="portrait", label="mode", elem_id="mode")
+        mode = gr.Radio(list(request.MODES), value=Settings.mode, label="mode", elem_id="mode")
         size = gr.Slider(*sizes, value=default_size, step=16, label="size (longest side, px)",
                          elem_id="size")
-        defaults = portrait.Controls()
-        sliders = {}
+        defaults = Controls()
+        sliders, scales = {}, {}
         for region, title in (("background", "Background (style-dominant)"),
                               ("person", "Person (content-dominant)")):
           with gr.Accordion(title, open=region == "person"):
             for name in ("alpha", "w1", "w2"):
               field = f"{name}_{region}"
               sliders[field] = _slider(field, getattr(defaults, field))
-        feather = gr.Slider(0, request.MAX_FEATHER, value=portrait.FEATHER, step=0.005, elem_id="feather",
+            scales[region] = gr.Slider(*request.STYLE_SCALE_RANGE, step=STYLE_SCALE_STEP,
+                                       value=request.STYLE_SCALES["portrait"][region == "person"],
+                                       label="style scale (the painting's longest side ÷ the content's)",
+                                       elem_id=f"style_scale_{region}")
+        feather = gr.Slider(0, request.MAX_FEATHER, value=Settings.feather, step=0.005, elem_id="feather",
                             label="feather (σ of the blend's edge inside the person, a fraction of the "
                                   "longer side)")
         preserve = gr.Checkbox(False, label="preserve the content's colours", elem_id="preserve_color")
@@ -105,10 +108,11 @@ def build_page(studio: studio_lib.Studio, *, sizes: tuple[int, int] = (64, studi
 
     content_examples.select(_pick, content_examples, content, api_visibility="private")
     style_examples.select(_pick, style_examples, style, api_visibility="private")
-    inputs = [content, style, mask, mode, size, *(sliders[f] for f in CONTROL_FIELDS), feather, preserve]
+    inputs = [content, style, mask, mode, size, *(sliders[f] for f in CONTROL_FIELDS), feather, preserve,
+              scales["background"], scales["person"]]
     outputs = [result, download, mask_view, background, person, content_view, style_view]
     gr.on([content.change, style.change, mask.change, mode.change, size.release,
-           *(s.release for s in sliders.values()), feather.release, preserve.change],
+           *(s.release for s in [*sliders.values(), *scales.values()]), feather.release, preserve.change],
           _stylize_fn(studio), inputs, outputs, api_name="stylize", trigger_mode="always_last")
     page.unload(_close_fn(studio))
   return page
@@ -123,16 +127,16 @@ def _stylize_fn(studio: studio_lib.Studio) -> Callable:
   def stylize(content: str | None, style: str | None, mask: str | None, mode: str, size: float,
               w1_background: float, w2_background: float, alpha_background: float, w1_person: float,
               w2_person: float, alpha_person: float, feather: float, preserve_color: bool,
-              request: gr.Request):
+              style_scale_background: float, style_scale_person: float, request: gr.Request):
     """Stylises ``content`` with ``style`` (image files; ``mask``: an optional person mask) at
     ``size`` px; returns the result, a PNG of it to download, the mask and both region transfers
     (mask and person None in plain mode), and the content and style as loaded."""
     if not content or not style:
       return (None,) * 5 + (gr.skip(), gr.skip())
-    controls = portrait.Controls(w1_background, w2_background, alpha_background, w1_person, w2_person,
-                                 alpha_person)
-    settings = studio_lib.Settings(size=int(size), mode=mode, controls=controls, feather=float(feather),
-                                   preserve_color=bool(preserve_color))
+    controls = Controls(w1_background, w2_background, alpha_background, w1_person, w2_person, alpha_person)
+    settings = Settings(size=int(size), mode=mode, controls=controls, feather=float(feather),
+                        preserve_color=bool(preserve_color), style_scale_background=float(style_scale_background),
+                        style_scale_person=float(style_scale_person))
     upload = lambda f: f and studio_lib.Upload(f, Path(f).name)
     try:
       out = studio.stylize(request.session_hash or "api", upload(content), upload(style), upload(mask),
@@ -153,7 +157,7 @@ def _close_fn(studio: studio_lib.Studio) -> Callable:
   return close
 
 
-def serve(weights: str, *, host: str = "127.0.0.1", port: int | None = None, dtype: str = "float32",
+def serve(weights: str | None = None, *, host: str = "127.0.0.1", port: int | None = None, dtype: str = "auto",
           cache_mb: int = studio_lib.DEFAULT_CACHE_BYTES >> 20, queue_size: int = studio_lib.DEFAULT_QUEUE,
           default_size: int = studio_lib.DEFAULT_PAGE_SIZE) -> None:
   """Loads the weights once and serves the page until interrupted (Ctrl-C or SIGTERM), then removes
@@ -161,7 +165,9 @@ def serve(weights: str, *, host: str = "127.0.0.1", port: int | None = None, dty
   temp = TEMP
   signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # a stopped server cleans up too
   try:
+    # Gradio names an upload's folder by its bytes (``hash_bytes``), so equal uploads share one file.
     studio = studio_lib.Studio(weights, dtype=dtype, cache_bytes=cache_mb << 20, forget_under=temp,
+                               content_address=processing_utils.hash_bytes,
                                keep=_examples("content") + _examples("styles"), results_dir=temp / "results")
     page = build_page(studio, default_size=default_size)
     page.queue(max_size=queue_size, default_concurrency_limit=1)

@@ -12,11 +12,14 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from jaxstyle.checkpoints import cache
 from jaxstyle.checkpoints import pretrained
+from jaxstyle.checkpoints import shape_cache
+from jaxstyle.io import assets
 from jaxstyle.io import weights as weights_lib
 from jaxstyle.io.cli import one_line
 from jaxstyle.io.weights import WeightsError
-from jaxstyle.nets.model import MODEL_CONFIGS, ModelConfig, Params, param_shapes
+from jaxstyle.nets.model import MODEL_CONFIGS, ModelConfig, Params
 
 HOW_TO_GET_WEIGHTS = (
     "get weights by training them (`python -m train.sanet --config train/configs/sanet.py "
@@ -32,7 +35,7 @@ FETCH_ENCODER = "run `python -m jaxstyle.checkpoints.pretrained fetch` (or `make
 
 def imagenet_encoder() -> dict:
   """The cached ImageNet VGG-19 (never downloads here: that is the setup step's job)."""
-  path = pretrained.resolve_cache_dir() / pretrained.CACHE_FILE
+  path = cache.root() / pretrained.CACHE_FILE
   if not path.is_file():
     raise WeightsError(f"these weights use the ImageNet VGG-19 encoder, which is not cached at {path}: "
                        f"{FETCH_ENCODER}")
@@ -45,16 +48,19 @@ def imagenet_encoder() -> dict:
 
 
 def check_shapes(params: Params, name: str, directory: str | os.PathLike = "") -> None:
-  """``WeightsError`` naming the first variable of ``params`` that does not fit model config ``name``."""
-  weights_lib.check_shapes(params, param_shapes(MODEL_CONFIGS[name]), f"model config {name!r}", directory)
+  """``WeightsError`` naming the first variable of ``params`` that does not fit model config ``name``
+  (its shapes from ``shape_cache``: traced once, then read)."""
+  weights_lib.check_shapes(params, shape_cache.shapes(name), f"model config {name!r}", directory)
 
 
-def load(directory: str | os.PathLike, networks: Sequence[str] = ("transform", "decoder", "segnet"), *,
-         dtype: str = "float32", model_config: str | None = None) -> tuple[Params, ModelConfig]:
-  """Float32 params of the encoder and ``networks`` from a weights folder (``io/weights.py``), and the
-  ``ModelConfig`` its manifest names (or ``model_config``) at compute ``dtype``; ``WeightsError`` with
-  a one-line message saying how to get what is missing."""
-  directory = Path(directory)
+def load(directory: str | os.PathLike | None = None,
+         networks: Sequence[str] = ("transform", "decoder", "segnet"), *, dtype: str = "float32",
+         model_config: str | None = None) -> tuple[Params, ModelConfig]:
+  """Float32 params of the encoder and ``networks`` from a weights folder (``io/weights.py``; None: the
+  weights shipped in the package, ``assets.weights()``), and the ``ModelConfig`` its manifest names (or
+  ``model_config``) at compute ``dtype``; ``WeightsError`` with a one-line message saying how to get
+  what is missing."""
+  directory = assets.weights() if directory is None else Path(directory)
   if not (directory / weights_lib.MANIFEST).is_file():
     raise WeightsError(f"no weights in {directory} (no {weights_lib.MANIFEST}): {HOW_TO_GET_WEIGHTS}")
   manifest = weights_lib.read_manifest(directory)

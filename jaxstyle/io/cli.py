@@ -24,9 +24,11 @@ def debug_requested(argv: Sequence[str] | None = None) -> bool:
 
 def one_line(e: BaseException) -> str:
   """``e``'s message on one line (at most 2000 characters), or its type when it has none."""
-  if isinstance(e, MemoryError):   # raised with no message, or only the size asked for
-    return f"out of memory ({' '.join(str(e).split()) or 'MemoryError'}): try smaller inputs"
-  text = " ".join(str(e).split()) or type(e).__name__
+  text = " ".join(str(e).split())
+  if isinstance(e, MemoryError) and not text.startswith("out of memory"):
+    # Python's own is raised with no message, or only the size asked for.
+    return f"out of memory ({text or 'MemoryError'}): try smaller inputs"
+  text = text or type(e).__name__
   return text if len(text) <= 2000 else text[:2000] + " ..."
 
 

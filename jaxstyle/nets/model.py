@@ -38,6 +38,9 @@ class ModelConfig:
   attention_max_scores: int = MAX_SCORES  # and at most this many scores per image and block
   formulation: str = "auto"            # conv formulation (conv.py)
   dtype: str = "float32"               # compute dtype; params stay float32
+  # Networks computed in float32 whatever ``dtype`` says (of "encoder", "transform", "decoder",
+  # "segnet"): a part that bf16 makes worse keeps float32 while the rest runs on bf16 units.
+  float32_networks: tuple = ()
 
 
 # The smoke-test model: every layer of the real one at a few channels, so the trainers' ``runlocal``
@@ -68,13 +71,14 @@ class Modules:
 
 
 def build(cfg: ModelConfig) -> Modules:
-  kw = dict(formulation=cfg.formulation, dtype=jnp.dtype(cfg.dtype))
+  kw = lambda net: dict(formulation=cfg.formulation,
+                        dtype=jnp.dtype("float32" if net in cfg.float32_networks else cfg.dtype))
   return Modules(
-      encoder=vgg_lib.VGG(cfg.encoder_blocks, cfg.preprocess, "relu5_1", **kw),
+      encoder=vgg_lib.VGG(cfg.encoder_blocks, cfg.preprocess, "relu5_1", **kw("encoder")),
       transform=Transform(cfg.transform_channels, cfg.attention_chunk,
-                          max_scores=cfg.attention_max_scores, **kw),
-      decoder=decoder_lib.Decoder(cfg.decoder_layers, **kw),
-      segnet=segnet_lib.SegNetDecoder(cfg.segnet, **kw),
+                          max_scores=cfg.attention_max_scores, **kw("transform")),
+      decoder=decoder_lib.Decoder(cfg.decoder_layers, **kw("decoder")),
+      segnet=segnet_lib.SegNetDecoder(cfg.segnet, **kw("segnet")),
   )
 
 

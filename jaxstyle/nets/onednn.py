@@ -16,6 +16,13 @@ use. ``unavailable()`` says in one line why it cannot be used (not built, oneDNN
 backend); ``cpu_isa()`` is the instruction set oneDNN dispatches to at run time and
 ``has_bf16_units()`` whether it has bf16 dot products, the condition for ``conv.py``'s ``"auto"``.
 
+Weights: each kernel reads its weights in a blocked layout of its own. The packed forms are kept between
+calls (``csrc/onednn_conv.cc``: ``WeightCache``), each beside a copy of the bytes it was packed from, and
+used only for weights equal to those bytes, so a call with other weights in the same buffer packs anew;
+at most ``JAXSTYLE_ONEDNN_WEIGHT_CACHE_MB`` MiB (default 512; 0 packs on every call, as PyTorch's eager
+mode does), least recently used evicted first. ``weight_cache_stats()`` counts hits, misses and the
+time spent comparing, copying and packing.
+
 Threads: every call holds one process-wide lock and runs on oneDNN's OpenMP team (one thread per core),
 whose master is the XLA pool thread that made the call: two calls XLA could run at once (the content and
 style VGG passes) never put two teams on the cores (docs/scaling.md §9 measures the thread settings).
@@ -26,12 +33,17 @@ import ctypes
 import functools
 import importlib
 import importlib.metadata
+import logging
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 ONEDNN_DIST = "onednn-cpu-gomp"
+WEIGHT_CACHE_ENV = "JAXSTYLE_ONEDNN_WEIGHT_CACHE_MB"
+# The default plain and portrait programs keep ~0.1–0.2 GB at bf16 (every weight raw and packed).
+DEFAULT_WEIGHT_CACHE_MB = 512
 # ISAs (oneDNN's names) with bf16 dot-product instructions: AVX512-BF16, AVX512-FP16 parts, AMX.
 BF16_ISAS = ("avx512_core_bf16", "avx512_core_fp16", "avx512_core_amx", "avx512_core_amx_fp16")
 
@@ -57,7 +69,22 @@ def _extension():
     return None, f"the oneDNN extension did not load ({' '.join(str(e).split())[:160]})"
   for name, capsule in module.handlers().items():
     jax.ffi.register_ffi_target(name, capsule, platform="cpu")
+  if hasattr(module, "set_weight_cache_budget"):   # a build older than this file has no cache
+    module.set_weight_cache_budget(_weight_cache_mb() << 20)
   return module, None
+
+
+def _weight_cache_mb() -> int:
+  text = os.environ.get(WEIGHT_CACHE_ENV, "")
+  try:
+    mb = int(text) if text else DEFAULT_WEIGHT_CACHE_MB
+    if mb < 0:
+      raise ValueError
+  except ValueError:
+    logging.getLogger(__name__).warning("jaxstyle: %s=%r is not a number of MiB; using %d", WEIGHT_CACHE_ENV,
+                                        text, DEFAULT_WEIGHT_CACHE_MB)
+    mb = DEFAULT_WEIGHT_CACHE_MB
+  return mb
 
 
 def unavailable() -> str | None:
@@ -87,6 +114,23 @@ def conv_implementation(dtype, h: int, w: int, c: int, d: int, k: int = 3) -> st
   channels (``"brgconv:avx512_core_amx"``, …): what benchmarks print; None where there is none."""
   module, _ = _extension()
   return None if module is None else module.conv_implementation(jnp.dtype(dtype).name, h, w, c, d, k)
+
+
+def weight_cache_stats() -> dict[str, float] | None:
+  """The packed-weights cache since the process started: ``hits``, ``misses`` (packed and kept),
+  ``uncached`` (packed, not kept: over the budget), ``evictions``, ``reused_addresses`` (calls whose
+  weights came in a buffer other weights of the same layouts were packed from: what a cache keyed by
+  address would have got wrong); ``entries``, ``bytes`` and ``budget`` now; seconds spent comparing
+  weights with kept copies (``verify_s``), copying them (``copy_s``) and packing (``pack_s``). None
+  without the extension."""
+  module, _ = _extension()
+  return None if module is None or not hasattr(module, "weight_cache_stats") else module.weight_cache_stats()
+
+
+def set_weight_cache_budget(nbytes: int) -> None:
+  """Keeps at most ``nbytes`` of weights (raw and packed) from now on, evicting down to it; 0 empties the
+  cache and packs on every call."""
+  _module().set_weight_cache_budget(int(nbytes))
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, pads: tuple[int, int, int, int], bias: jax.Array | None = None,

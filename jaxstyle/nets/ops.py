@@ -64,6 +64,16 @@ def pooled_hw(hw: Sequence[int], level: int) -> tuple[int, int]:
   return h, w
 
 
+def longest_side_hw(hw: Sequence[int], side: int) -> tuple[int, int]:
+  """``hw`` scaled so its longer side is ``side``, aspect kept (rounded, at least 1): SegNet's smaller
+  copies of the content. The rounding of ``io.image_io``'s file resize, which the bottom layers cannot
+  share (``tests/test_ops.py`` holds the two equal), so a copy has the shape a file resized to ``side``
+  would have."""
+  h, w = hw
+  scale = side / max(h, w)
+  return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def window_views(x: jax.Array) -> tuple[jax.Array, ...]:
   """The four pixels of every 2×2 window of ``x`` in raster order, odd sides padded with -inf."""
   if x.shape[1] % 2 or x.shape[2] % 2:

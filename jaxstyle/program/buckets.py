@@ -10,7 +10,7 @@ programs at the number of content buckets instead of their product with the styl
 
 Padding is on the bottom and right, by reflection, so the VGG convolutions near the valid border see
 image-like surroundings (as the reflect-padded decoder and SANet's own statistics expect), not a hard
-edge of zeros. The program is told each item's valid size (``portrait.stylize(sizes=...)``): SANet's
+edge of zeros. The program is told each item's valid size (``portrait.Batch.sizes``): SANet's
 mean/std and its attention keys come from valid positions only, and the feathered mask is that of the
 valid size. Outputs are cropped back with ``crop``. What cannot be exact is the receptive field of the
 convolutions across the valid border (padded pixels are reflections, not what a smaller conv padding
@@ -19,6 +19,8 @@ would give): measured in ``tests/test_portrait.py`` and README.
 from __future__ import annotations
 
 import numpy as np
+
+from jaxstyle.program.portrait import Batch
 
 STEP = 128
 SMALL_STEP = 16     # a multiple of VGG's 16× reduction to relu5_1: no ceil-mode remainder cells
@@ -61,17 +63,23 @@ def pad_items(items: list[np.ndarray], hw: tuple[int, int], batch: int,
   return np.stack(items + items[-1:] * (batch - len(items)))
 
 
-def sizes_of(contents: list[np.ndarray], styles: list[np.ndarray], batch: int) -> np.ndarray:
-  """``[batch, 4]`` int32 (content h, w, style h, w) for ``portrait.stylize(sizes=...)``, the last
-  pair repeated as ``pad_items`` does."""
-  rows = [(*c.shape[:2], *s.shape[:2]) for c, s in zip(contents, styles)]
+def sizes_of(contents: list[np.ndarray], styles: list[np.ndarray], batch: int,
+             person_styles: list[np.ndarray] | None = None) -> np.ndarray:
+  """``[batch, 4]`` int32 (content h, w, style h, w; ``[batch, 6]`` with the person's styles' h, w) for
+  ``portrait.Batch.sizes``, the last pair repeated as ``pad_items`` does."""
+  pictures = zip(contents, styles) if person_styles is None else zip(contents, styles, person_styles)
+  rows = [tuple(hw for x in group for hw in x.shape[:2]) for group in pictures]
   return np.asarray(rows + rows[-1:] * (batch - len(rows)), np.int32)
 
 
-def bucket_batch(contents: list[np.ndarray], styles: list[np.ndarray], batch: int,
-                 hw: tuple[tuple[int, int], tuple[int, int]], masks: list[np.ndarray] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-  """One program call's inputs: contents and styles padded to their buckets ``hw`` (content's, style's)
-  and repeated up to ``batch`` items, their valid ``sizes_of``, and the person masks (edge-padded) if any."""
+def bucket_batch(contents: list[np.ndarray], styles: list[np.ndarray], batch: int, hw: tuple,
+                 masks: list[np.ndarray] | None = None, person_styles: list[np.ndarray] | None = None
+                 ) -> Batch:
+  """One program call's ``portrait.Batch``: contents and styles padded to their buckets ``hw``
+  (content's, style's[, the person's styles']) and repeated up to ``batch`` items, their valid
+  ``sizes_of``, the person masks (edge-padded) and the person's styles if any."""
   m = None if masks is None else pad_items(masks, hw[0], batch, "edge")
-  return pad_items(contents, hw[0], batch), pad_items(styles, hw[1], batch), sizes_of(contents, styles, batch), m
+  p = None if person_styles is None else pad_items(person_styles, hw[2], batch)
+  return Batch(pad_items(contents, hw[0], batch), pad_items(styles, hw[1], batch),
+               sizes_of(contents, styles, batch, person_styles), m, p)
+

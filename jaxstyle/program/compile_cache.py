@@ -12,17 +12,18 @@ from typing import Callable
 
 import jax
 
+from jaxstyle.checkpoints import cache
+
 VARIABLE = "JAXSTYLE_COMPILE_CACHE"
 OFF = ("0", "false", "no", "off")
 
 
 def cache_dir() -> Path | None:
   """Where compiled programs are cached, or None when ``JAXSTYLE_COMPILE_CACHE`` turns it off."""
-  from jaxstyle.checkpoints import pretrained  # lazily: its checkpoint tooling is not needed otherwise
   value = os.environ.get(VARIABLE, "").strip()
   if value.lower() in OFF:
     return None
-  return Path(value) if value else pretrained.resolve_cache_dir() / "xla"
+  return Path(value) if value else cache.root() / "xla"
 
 
 def enable(log: Callable[[str], None] | None = None) -> Path | None:

@@ -10,7 +10,9 @@
 
 The content's VGG features are computed once and feed SegNet and both transfers (SegNet also reads
 smaller copies of the content, ``segment``); the attention of each SANet level is computed once per key
-set and shared by both regions, which differ only in (W1, W2, α).
+set and shared by both regions, which differ only in (W1, W2, α), unless the person's style is the
+painting at another scale (``Batch.style_person``: one more style VGG pass and its attentions, which
+only the person's transfer mixes).
 α = 0 gives SANet's identity transfer T(c, c), which the decoder is trained to reconstruct (the identity
 losses), so α trades style for content along what the decoder knows. ``mode="plain"`` is SANet as
 published (one region, no mask; W = (1, 1), α = 1 reproduces the published forward pass exactly).
@@ -18,10 +20,10 @@ published (one region, no mask; W = (1, 1), α = 1 reproduces the published forw
 ``stylize`` is the composition of small pure steps, each lowered on its own by
 ``benchmarks/flop_breakdown.py``: ``encode`` → ``attend`` and ``identity_transfer`` → ``mix`` →
 ``decode``; ``person_logits`` → ``blend_weight`` → ``blend``. Numeric controls (W1, W2, α per region)
-are traced arguments, so changing them never recompiles; the program compiles once per (shape, mode). Inputs
-padded into a shape bucket (``buckets.py``) pass their valid sizes (``stylize(sizes=...)``): SANet's
-statistics and attention keys then come from valid positions only and the mask is feathered at the
-valid size, so one program serves every picture of a bucket.
+are traced arguments, so changing them never recompiles; the program compiles once per (shape, mode).
+Its inputs are one ``Batch`` pytree. Inputs padded into a shape bucket (``buckets.py``) carry their
+valid sizes (``Batch.sizes``): SANet's statistics and attention keys then come from valid positions
+only and the mask is feathered at the valid size, so one program serves every picture of a bucket.
 
 The blend's soft edge lies inside the person's outline (``blend_weight``): the background keeps the
 style-dominant transfer up to the outline instead of a band of the content-dominant one around the person.
@@ -31,7 +33,8 @@ pair fixes (both VGG passes, both attentions, the identity transfer and the unfe
 once and kept; ``render`` is what the controls change (``transfer``: mix → decode per region, then
 ``composite``: preserve colour → feather → blend). ``stylize`` is ``render ∘ prepare``. In ``render``
 the feather and the preserve-colour switch are traced too (the blur's filter is sized by
-``MAX_FEATHER``), so no slider value recompiles; ``make_split_programs`` jits the halves.
+``MAX_FEATHER``), so no slider value recompiles; ``make_split_programs`` jits the halves, and
+``restyle`` redoes one region's style attention from the kept content features (a style-scale slider).
 """
 from __future__ import annotations
 
@@ -44,7 +47,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle.io import image_io
 from jaxstyle.nets import ops
 from jaxstyle.nets.model import ModelConfig, Params, build
 from jaxstyle.nets.sanet import Transform, weigh
@@ -114,15 +116,15 @@ def valid_mask(image_hw: tuple[int, int], feat_hw: tuple[int, int], hw: jax.Arra
   return rows[:, :, None] & cols[:, None, :]
 
 
-def level_masks(content_hw, content_feats, style_hw, style_feats, sizes) -> tuple | None:
-  """Valid masks (c4, s4, c5, s5) for ``Transform.attend`` from ``sizes [B, 4]`` = (content h, w,
-  style h, w) of padded images of shapes ``content_hw`` / ``style_hw``; None when not padded."""
-  if sizes is None:
+def level_masks(content_hw, content_feats, style_hw, style_feats, content_sizes, style_sizes) -> tuple | None:
+  """Valid masks (c4, s4, c5, s5) for ``Transform.attend`` from the valid ``[B, 2]`` (h, w) of padded
+  images of shapes ``content_hw`` / ``style_hw``; None when not padded."""
+  if content_sizes is None:
     return None
   return tuple(valid_mask(image_hw, feats[layer].shape[1:3], hw)
                for layer in ("relu4_1", "relu5_1")
-               for image_hw, feats, hw in ((content_hw, content_feats, sizes[:, :2]),
-                                           (style_hw, style_feats, sizes[:, 2:])))
+               for image_hw, feats, hw in ((content_hw, content_feats, content_sizes),
+                                           (style_hw, style_feats, style_sizes)))
 
 
 def attend(params: Params, cfg: ModelConfig, content_feats: dict, style_feats: dict,
@@ -231,7 +233,7 @@ def person_probability(params: Params, cfg: ModelConfig, content: jax.Array,
   logits = person_logits(params, cfg, content, content_feats)
   sides = [side for side in cfg.segnet_sides if side < max(h, w)]
   for side in sides:
-    small = jax.image.resize(content, (b, *image_io.longest_side_hw((h, w), side), 3), "linear", antialias=True)
+    small = jax.image.resize(content, (b, *ops.longest_side_hw((h, w), side), 3), "linear", antialias=True)
     small_logits = person_logits(params, cfg, small, encode(params, cfg, small))
     logits = logits + jax.image.resize(small_logits, (b, h, w), "linear")
   return jax.nn.sigmoid(logits / (1 + len(sides)))
@@ -254,47 +256,133 @@ def keep_colors(images: jax.Array, content: jax.Array, keep: bool | jax.Array) -
   return kept if keep is True else jnp.where(keep, kept, images)
 
 
+MODES = ("portrait", "plain")
+REGION_NAMES = ("background", "person")
+
+
 def region_count(mode: str) -> int:
   """Regions a mode renders: background and person, or plain SANet's one."""
-  if mode not in ("portrait", "plain"):
-    raise ValueError(f"mode must be 'portrait' or 'plain', not {mode!r}")
+  if mode not in MODES:
+    raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
   return 2 if mode == "portrait" else 1
 
 
-def prepare(params: Params, content: jax.Array, style: jax.Array, mask: jax.Array | None = None, *,
-            sizes: jax.Array | None = None, cfg: ModelConfig, mode: str = "portrait",
-            alpha: jax.Array | None = None) -> dict[str, jax.Array]:
-  """What a (content, style[, mask]) pair fixes, whatever the controls: ``render``'s input.
+class Batch(NamedTuple):
+  """One program call's inputs, each with the batch on its leading axis: a pytree, placed and sharded
+  as one value (``sharding.place_batch``).
 
-  ``content`` (kept for preserve colour), ``o4`` / ``o5`` (the attention outputs, ``attend``),
-  ``identity`` (T(c, c), ``[B, h, w, C]``) and, in portrait mode, ``mask``: the user's, or SegNet's
-  before the feather (``person_probability``). ``alpha``: the α values it will be rendered with, when
-  known (``stylize``: the identity attention is skipped when all are 1); None computes it for any α.
-  Every value has the batch on its leading axis. Arguments as ``stylize``.
+  ``content [B, H, W, 3]`` and ``style [B, Hs, Ws, 3]``: RGB in [0, 1]. ``style_person [B, Hp, Wp, 3]``:
+  the style at the scale the person's transfer asks for, when it differs from the background's
+  (``Settings.style_scale_*``; absent: the person uses ``style`` too, and no second style pass runs).
+  ``sizes [B, 4]`` int32 (content h, w, style h, w; and person style h, w: ``[B, 6]``): the valid
+  top-left corners of inputs padded into a shape bucket (``buckets.py``); only valid positions give
+  SANet statistics and attention keys, and the mask's feather is that of the valid size. ``mask [B, H,
+  W]`` in [0, 1]: a person mask that replaces SegNet's. An absent field is another pytree, so it
+  compiles its own program, as another shape would.
   """
+  content: jax.Array | np.ndarray
+  style: jax.Array | np.ndarray
+  sizes: jax.Array | np.ndarray | None = None
+  mask: jax.Array | np.ndarray | None = None
+  style_person: jax.Array | np.ndarray | None = None
+
+  def as_numpy(self) -> Batch:
+    """The host arrays the programs take: float32 pictures and masks, int32 sizes."""
+    f32 = lambda x: None if x is None else np.ascontiguousarray(x, np.float32)
+    sizes = None if self.sizes is None else np.ascontiguousarray(self.sizes, np.int32)
+    return Batch(f32(self.content), f32(self.style), sizes, f32(self.mask), f32(self.style_person))
+
+  def style_sizes(self, region: int) -> jax.Array | None:
+    """The valid ``[B, 2]`` (h, w) of region ``region``'s style (0: ``style``, 1: ``style_person``)."""
+    return None if self.sizes is None else self.sizes[:, 2 + 2 * region:4 + 2 * region]
+
+
+def style_attention(params: Params, cfg: ModelConfig, content_hw: tuple[int, int], content_feats: dict,
+                    content_sizes: jax.Array | None, style: jax.Array, style_sizes: jax.Array | None):
+  """((sanet4_1, sanet5_1), level masks) of the content's queries to one style's keys: the style's VGG
+  pass and both attentions (``attend``), valid positions only when padded (``level_masks``)."""
+  style_feats = encode(params, cfg, style)
+  masks = level_masks(content_hw, content_feats, style.shape[1:3], style_feats, content_sizes, style_sizes)
+  return attend(params, cfg, content_feats, style_feats, masks), masks
+
+
+# Where ``prepare`` keeps each region's attention outputs: the background's, the person's own style's.
+ATTENTION_KEYS = (("o4", "o5"), ("o4_person", "o5_person"))
+CONTENT_LAYERS = ("relu4_1", "relu5_1")   # the content features a style's attention reads (``restyle``)
+
+
+def prepare(params: Params, batch: Batch, *, cfg: ModelConfig, mode: str = "portrait",
+            alpha: jax.Array | None = None) -> dict[str, jax.Array]:
+  """What a batch of pairs fixes, whatever the controls: ``render``'s input.
+
+  ``content`` (kept for preserve colour), ``o4`` / ``o5`` (the attention outputs, ``style_attention``;
+  and ``o4_person`` / ``o5_person`` of the person's own style when the batch has one), ``identity``
+  (T(c, c), ``[B, h, w, C]``), the content's ``relu4_1`` / ``relu5_1`` (what ``restyle`` reads), the
+  content's valid ``hw`` when the batch is padded and, in portrait mode, ``mask``: the batch's, or
+  SegNet's before the feather (``person_probability``). ``alpha``: the α values it will be rendered
+  with, when known (``stylize``: the identity attention is skipped when all are 1); None computes it
+  for any α. Every value has the batch on its leading axis.
+  """
+  content, sizes = batch.content, batch.sizes
   portrait_mode = region_count(mode) == 2
   content_feats = encode(params, cfg, content)
-  style_feats = encode(params, cfg, style)
-  masks = level_masks(content.shape[1:3], content_feats, style.shape[1:3], style_feats, sizes)
-  o4, o5 = attend(params, cfg, content_feats, style_feats, masks)
+  content_sizes = None if sizes is None else sizes[:, :2]
+  attention = functools.partial(style_attention, params, cfg, content.shape[1:3], content_feats, content_sizes)
+  (o4, o5), masks = attention(batch.style, batch.style_sizes(0))
   out = {"content": content, "o4": o4, "o5": o5,
-         "identity": identity_transfer(params, cfg, content_feats, alpha, masks)[0]}
+         "identity": identity_transfer(params, cfg, content_feats, alpha, masks)[0],
+         **{layer: content_feats[layer] for layer in CONTENT_LAYERS}}
+  if portrait_mode and batch.style_person is not None:
+    (out["o4_person"], out["o5_person"]), _ = attention(batch.style_person, batch.style_sizes(1))
+  if content_sizes is not None:
+    out["hw"] = content_sizes
   if portrait_mode:
-    out["mask"] = person_probability(params, cfg, content, content_feats) if mask is None else mask
+    out["mask"] = person_probability(params, cfg, content, content_feats) if batch.mask is None else batch.mask
   return out
 
 
+def restyle(params: Params, prepared: dict, style: jax.Array, style_sizes: jax.Array | None, *,
+            cfg: ModelConfig, region: int) -> dict[str, jax.Array]:
+  """``prepared`` with region ``region``'s attention redone for another ``style`` (the same painting at
+  another scale: the studio's style-scale sliders): one style VGG pass and both attentions, the
+  content's features read from ``prepared``."""
+  feats = {layer: prepared[layer] for layer in CONTENT_LAYERS}
+  (o4, o5), _ = style_attention(params, cfg, prepared["content"].shape[1:3], feats, prepared.get("hw"), style,
+                                style_sizes)
+  k4, k5 = ATTENTION_KEYS[region]
+  return {**prepared, k4: o4, k5: o5}
+
+
+def without_person_style(prepared: dict) -> dict:
+  """``prepared`` with the person's own attention outputs dropped: the person mixes the background's."""
+  return {k: v for k, v in prepared.items() if k not in ATTENTION_KEYS[1]}
+
+
+def region_prepared(prepared: dict, region: int) -> dict:
+  """``prepared`` as one region's transfer sees it: the person's own attention outputs in place of the
+  background's when its style was encoded at another scale (``Batch.style_person``)."""
+  if region == 0 or ATTENTION_KEYS[1][0] not in prepared:
+    return prepared
+  return {**prepared, **dict(zip(ATTENTION_KEYS[0], (prepared[k] for k in ATTENTION_KEYS[1])))}
+
+
 def transfer(params: Params, prepared: dict, controls: jax.Array, *, cfg: ModelConfig) -> jax.Array:
-  """mix → decode for each row (W1, W2, α) of ``controls``: region images ``[R, B, H, W, 3]`` in [0, 1]."""
-  stylised = prepared["o4"], prepared["o5"]
+  """mix → decode for each row (W1, W2, α) of ``controls``: region images ``[R, B, H, W, 3]`` in [0, 1].
+
+  Row r is region r's (background, person): with a person style of its own (``region_prepared``), the
+  person's row mixes its own attention outputs. One row alone is the background's; the studio passes
+  ``region_prepared(prepared, 1)`` to redo the person alone.
+  """
+  stylised = tuple(prepared[k] for k in ATTENTION_KEYS[0])
+  if ATTENTION_KEYS[1][0] in prepared and len(controls) == 2:
+    stylised = tuple(jnp.stack([prepared[a], prepared[b]]) for a, b in zip(*ATTENTION_KEYS))
   t = mix(params, cfg, stylised, prepared["identity"][None], controls.astype(jnp.float32))
   return decode(params, cfg, t, prepared["content"].shape[1:3])
 
 
 def composite(prepared: dict, images: jax.Array, feather: float | jax.Array = FEATHER,
-              keep_color: bool | jax.Array = False, *, sizes: jax.Array | None = None,
-              mode: str = "portrait", max_feather: float | None = None,
-              inset: float = EDGE_INSET) -> dict[str, jax.Array]:
+              keep_color: bool | jax.Array = False, *, mode: str = "portrait",
+              max_feather: float | None = None, inset: float = EDGE_INSET) -> dict[str, jax.Array]:
   """Region ``images`` (``transfer``; background, person) → preserve colour → blend (``blend_weight``).
 
   Returns ``stylize``'s outputs. ``feather`` / ``keep_color`` may be traced (``max_feather`` then bounds
@@ -303,112 +391,93 @@ def composite(prepared: dict, images: jax.Array, feather: float | jax.Array = FE
   images = keep_colors(images, prepared["content"], keep_color)
   if region_count(mode) == 1:
     return {"image": images[0]}
-  content_hw = None if sizes is None else sizes[:, :2]
+  content_hw = prepared.get("hw")
   weight = blend_weight(prepared["mask"], feather, content_hw, max_feather, inset)
   return {"image": blend(weight, images), "weight": weight, "background": images[0], "person": images[1],
           "mask": feather_mask(prepared["mask"], feather, content_hw, max_feather)}
 
 
 def render(params: Params, prepared: dict, controls: jax.Array, feather: float | jax.Array = FEATHER,
-           keep_color: bool | jax.Array = False, *, sizes: jax.Array | None = None, cfg: ModelConfig,
-           mode: str = "portrait", max_feather: float | None = None) -> dict[str, jax.Array]:
+           keep_color: bool | jax.Array = False, *, cfg: ModelConfig, mode: str = "portrait",
+           max_feather: float | None = None) -> dict[str, jax.Array]:
   """What a control change recomputes: ``transfer`` of each region, then ``composite``."""
   controls = controls[:region_count(mode)]
   return composite(prepared, transfer(params, prepared, controls, cfg=cfg), feather, keep_color,
-                   sizes=sizes, mode=mode, max_feather=max_feather)
+                   mode=mode, max_feather=max_feather)
 
 
-def stylize(params: Params, content: jax.Array, style: jax.Array, controls: jax.Array,
-            mask: jax.Array | None = None, *, sizes: jax.Array | None = None, cfg: ModelConfig,
-            mode: str = "portrait", feather: float = FEATHER, keep_color: bool = False) -> dict[str, jax.Array]:
-  """Stylises ``content [B, H, W, 3]`` with ``style [B, Hs, Ws, 3]`` (both RGB in [0, 1]).
+def stylize(params: Params, batch: Batch, controls: jax.Array, *, cfg: ModelConfig, mode: str = "portrait",
+            feather: float = FEATHER, keep_color: bool = False) -> dict[str, jax.Array]:
+  """Stylises ``batch.content`` with ``batch.style`` (``Batch``).
 
-  ``controls`` is ``Controls.as_array()``; ``mask [B, H, W]`` in [0, 1] replaces SegNet when given;
-  ``feather`` is the Gaussian σ of the mask's and the blend's edge as a fraction of the longer image side.
-  ``sizes [B, 4]`` (content h, w, style h, w): the valid top-left corners of inputs padded into a
-  shape bucket (``buckets.py``); only valid positions give SANet statistics and attention keys, and the
-  mask's feather is that of the valid size. Outputs keep the padded shape: crop them to ``sizes``.
-  Returns ``image`` and, in portrait mode, ``mask`` (SegNet's or the given mask, feathered: the person
-  mask ``--save-mask`` writes, whose 0.5 level is the outline), ``weight`` (the person's weight in the
-  blend, ``blend_weight``), ``background`` and ``person`` (all [0, 1]).
+  ``controls`` is ``Controls.as_array()``; ``feather`` is the Gaussian σ of the mask's and the blend's
+  edge as a fraction of the longer image side. Outputs keep the padded shape: crop them to
+  ``batch.sizes``. Returns ``image`` and, in portrait mode, ``mask`` (SegNet's or the batch's,
+  feathered: the person mask ``--save-mask`` writes, whose 0.5 level is the outline), ``weight`` (the
+  person's weight in the blend, ``blend_weight``), ``background`` and ``person`` (all [0, 1]).
   ``render ∘ prepare``, with the feather and preserve colour static (the CLI's one program).
   """
   controls = controls[:region_count(mode)].astype(jnp.float32)
-  prepared = prepare(params, content, style, mask, sizes=sizes, cfg=cfg, mode=mode, alpha=controls[:, 2])
-  return render(params, prepared, controls, feather, keep_color, sizes=sizes, cfg=cfg, mode=mode)
+  prepared = prepare(params, batch, cfg=cfg, mode=mode, alpha=controls[:, 2])
+  return render(params, prepared, controls, feather, keep_color, cfg=cfg, mode=mode)
 
 
-def _with_extras(fn, n_fixed: int, extras: tuple[str, ...], name: str):
-  """``fn`` taking its first ``n_fixed`` arguments by position and ``extras`` (e.g. sizes, mask) as
-  keywords from the positions after them: a jitted program's positional form, named ``name`` in
-  compile logs and profiles."""
+def _named(fn: Callable, name: str) -> Callable:
+  """``fn`` under ``name``: how compile logs and profiles call the jitted program."""
   def program(*args):
-    return fn(*args[:n_fixed], **dict(zip(extras, args[n_fixed:])))
+    return fn(*args)
   program.__name__ = program.__qualname__ = name
   return program
 
 
 def make_program(cfg: ModelConfig, mesh: jax.sharding.Mesh, *, mode: str = "portrait",
-                 feather: float = FEATHER, keep_color: bool = False, with_sizes: bool = False,
-                 with_mask: bool = False):
-  """``stylize`` jitted as one program, batch-parallel over the mesh's ``data`` axis.
-
-  Positional arguments: ``(params, content, style, controls[, sizes][, mask])``, ``sizes`` and
-  ``mask`` present when ``with_sizes`` / ``with_mask`` (``stylize``). Params and controls are
-  replicated; content, style, sizes, mask and every output are sharded on the batch axis, whose size
-  must be a multiple of the mesh size.
-  """
+                 feather: float = FEATHER, keep_color: bool = False):
+  """``stylize`` jitted as one program ``(params, batch, controls)``, batch-parallel over the mesh's
+  ``data`` axis: params and controls replicated, every field of the ``Batch`` and every output split
+  on the batch axis, whose size must be a multiple of the mesh size."""
   batch, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
   fn = functools.partial(stylize, cfg=cfg, mode=mode, feather=feather, keep_color=keep_color)
-  extras = ("sizes",) * with_sizes + ("mask",) * with_mask
-  return jax.jit(_with_extras(fn, 4, extras, "program"),
-                 in_shardings=(replicated, batch, batch, replicated) + (batch,) * len(extras),
-                 out_shardings=batch)
+  return jax.jit(_named(fn, "program"), in_shardings=(replicated, batch, replicated), out_shardings=batch)
 
 
 class SplitProgram(NamedTuple):
   """``stylize`` as jitted halves, for many renders of one pair (``make_split_programs``).
 
-  ``prepare(params, content, style[, sizes][, mask])`` → prepared (once per pair);
-  ``render(params, prepared, controls, feather, keep_color[, sizes])`` → ``stylize``'s outputs, or its
-  two parts: ``transfer(params, prepared, controls)`` → region images ``[R, B, H, W, 3]`` (one per row
-  of ``controls``, so one region can be redone alone) and ``composite(prepared, images, feather,
-  keep_color[, sizes])``.
+  ``prepare(params, batch)`` → prepared (once per pair); ``render(params, prepared, controls, feather,
+  keep_color)`` → ``stylize``'s outputs, or its two parts: ``transfer(params, prepared, controls)`` →
+  region images ``[R, B, H, W, 3]`` (one per row of ``controls``, so one region can be redone alone) and
+  ``composite(prepared, images, feather, keep_color)``; ``restyle[r](params, prepared, style,
+  style_sizes)`` redoes region r's attention for the painting at another scale.
   """
   prepare: Callable
   transfer: Callable
   composite: Callable
   render: Callable
+  restyle: Callable
 
 
 def make_split_programs(cfg: ModelConfig, mesh: jax.sharding.Mesh, *, mode: str = "portrait",
-                        with_sizes: bool = False, with_mask: bool = False,
                         max_feather: float = MAX_FEATHER) -> SplitProgram:
   """``prepare`` and ``render`` (and ``render``'s two parts) jitted over the mesh, as ``make_program``.
 
   Controls, feather (0..``max_feather``) and preserve colour are all traced: changing any of them
   reuses the compiled programs. Each program compiles once per (shape, mode); ``transfer`` also once
-  per number of control rows. Prepared values, sizes and masks are sharded on the batch axis, region
-  images on their second (batch) axis; params, controls, feather and keep_color replicated.
+  per number of control rows. Prepared values are sharded on the batch axis, region images on their
+  second (batch) axis; params, controls, feather and keep_color replicated.
   """
   region_count(mode)
   batch, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
   regions = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, sharding.AXIS))
-  sizes = ("sizes",) * with_sizes
-  extras = sizes + ("mask",) * with_mask
   shared = dict(cfg=cfg, mode=mode)
-  finish = dict(mode=mode, max_feather=max_feather)
+  jit = lambda fn, name, **kw: jax.jit(_named(fn, name), **kw)
   return SplitProgram(
-      prepare=jax.jit(_with_extras(functools.partial(prepare, **shared), 3, extras, "prepare"),
-                      in_shardings=(replicated, batch, batch) + (batch,) * len(extras),
-                      out_shardings=batch),
-      transfer=jax.jit(_with_extras(functools.partial(transfer, cfg=cfg), 3, (), "transfer"),
-                       in_shardings=(replicated, batch, replicated), out_shardings=regions),
-      composite=jax.jit(_with_extras(functools.partial(composite, **finish), 4, sizes, "composite"),
-                        in_shardings=(batch, regions, replicated, replicated) + (batch,) * len(sizes),
-                        out_shardings=batch),
-      render=jax.jit(_with_extras(functools.partial(render, **shared, max_feather=max_feather), 5, sizes,
-                                  "render"),
-                     in_shardings=(replicated, batch, replicated, replicated, replicated)
-                     + (batch,) * len(sizes),
-                     out_shardings=batch))
+      prepare=jit(functools.partial(prepare, **shared), "prepare", in_shardings=(replicated, batch),
+                  out_shardings=batch),
+      transfer=jit(functools.partial(transfer, cfg=cfg), "transfer",
+                   in_shardings=(replicated, batch, replicated), out_shardings=regions),
+      composite=jit(functools.partial(composite, mode=mode, max_feather=max_feather), "composite",
+                    in_shardings=(batch, regions, replicated, replicated), out_shardings=batch),
+      render=jit(functools.partial(render, **shared, max_feather=max_feather), "render",
+                 in_shardings=(replicated, batch, replicated, replicated, replicated), out_shardings=batch),
+      restyle=tuple(jit(functools.partial(restyle, cfg=cfg, region=r), f"restyle_{REGION_NAMES[r]}",
+                        in_shardings=(replicated, batch, batch, batch), out_shardings=batch) for r in range(2)))

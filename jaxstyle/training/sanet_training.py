@@ -41,6 +41,7 @@ from jaxstyle.program import profiling
 from jaxstyle.program import sharding
 from jaxstyle.training import data as data_lib
 from jaxstyle.training import encoder_weights
+from jaxstyle.training import hparams as hparams_lib
 from jaxstyle.training import loop
 from jaxstyle.training import reporting
 from jaxstyle.training import train_inputs
@@ -51,19 +52,29 @@ CONTENT_STREAM, STYLE_STREAM = 1, 2
 
 
 @dataclasses.dataclass(frozen=True)
+class LossWeights:
+  """The λ of each loss term: ``config.loss``, field by field."""
+  content: float
+  style: float
+  identity_pixel: float            # λid1
+  identity_feature: float          # λid2
+
+
+@dataclasses.dataclass(frozen=True)
 class Hparams:
-  """Everything the jitted step depends on besides its arguments (hashable: a static argument)."""
-  model: model_lib.ModelConfig
+  """Everything the jitted step depends on besides its arguments (hashable: a static argument).
+
+  No defaults: ``hparams_from_config`` reads each field from the config field of its name (the configs
+  are the one source of the values), except ``model`` and ``feature_scales``, which it computes.
+  """
+  model: model_lib.ModelConfig     # config.model with config.dtype and config.formulation
   batch_size: int                  # global
   crop: int
-  lr: float = 1e-4
-  lr_decay: float = 5e-5
-  content_weight: float = 1.0
-  style_weight: float = 3.0
-  identity_pixel_weight: float = 50.0
-  identity_feature_weight: float = 1.0
+  lr: float
+  lr_decay: float
+  loss: LossWeights
   # Loss-side divisors of relu1_1..relu5_1 (``pretrained.VGG19_IMAGENET_MEAN_ACTIVATION``); () = none.
-  feature_scales: tuple[float, ...] = ()
+  feature_scales: tuple[float, ...]
 
 
 def feature_scales(encoder: str) -> tuple[float, ...]:
@@ -88,13 +99,8 @@ def normalise_features(feats: dict, scales: tuple[float, ...]) -> dict:
 
 
 def hparams_from_config(config) -> Hparams:
-  model = dataclasses.replace(model_lib.MODEL_CONFIGS[config.model], dtype=config.dtype,
-                              formulation=config.formulation)
-  return Hparams(model=model, batch_size=config.batch_size, crop=config.crop, lr=config.lr,
-                 lr_decay=config.lr_decay, content_weight=config.loss.content,
-                 style_weight=config.loss.style, identity_pixel_weight=config.loss.identity_pixel,
-                 identity_feature_weight=config.loss.identity_feature,
-                 feature_scales=feature_scales(config.encoder))
+  return hparams_lib.from_config(Hparams, config, model=hparams_lib.model_config(config),
+                     feature_scales=feature_scales(config.encoder))
 
 
 def learning_rate(hp: Hparams):
@@ -183,9 +189,10 @@ def loss_terms(params: dict, frozen: dict, content: jax.Array, style: jax.Array,
       "loss/identity_pixel": losses.identity_pixel_loss(i_cc, content, i_ss, style),
       "loss/identity_feature": losses.identity_feature_loss(f_cc, fc, f_ss, fs),
   }
-  total = (hp.content_weight * terms["loss/content"] + hp.style_weight * terms["loss/style"]
-           + hp.identity_pixel_weight * terms["loss/identity_pixel"]
-           + hp.identity_feature_weight * terms["loss/identity_feature"])
+  w = hp.loss
+  total = (w.content * terms["loss/content"] + w.style * terms["loss/style"]
+           + w.identity_pixel * terms["loss/identity_pixel"]
+           + w.identity_feature * terms["loss/identity_feature"])
   return total, terms
 
 

@@ -26,6 +26,7 @@ from jaxstyle.checkpoints import loading
 from jaxstyle.io import image_io
 from jaxstyle.nets import model as model_lib
 from jaxstyle.program import portrait
+from jaxstyle.program import precision
 from jaxstyle.training import data as data_lib
 
 CLI_SIZE = 512          # infer.portrait's default --size
@@ -112,16 +113,24 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--feather", type=float, default=CLI_FEATHER)
   p.add_argument("--segnet-sides", default=None, metavar="S,S",
                  help="override the model config's extra SegNet scales ('' for the content's size only)")
+  p.add_argument("--dtype", default="float32", metavar="D[,D]",
+                 help=f"compute dtype(s), comma-separated, each one of {', '.join(precision.DTYPES)}: a row "
+                      "per weights folder and dtype (%(default)s)")
   args = p.parse_args(argv)
+  dtypes = args.dtype.split(",")
+  for name in dtypes:
+    if name not in precision.DTYPES:
+      p.error(f"--dtype: {name!r} is not one of {', '.join(precision.DTYPES)}")
   held = load_held_out(args.data_dir, args.size)
   rows = [("MediaPipe teacher", evaluate_teacher(held))]
-  for spec in args.weights:
+  for spec, dtype in [(spec, dtype) for spec in args.weights for dtype in dtypes]:
     directory, _, model_config = spec.partition(":")
-    params, cfg = load_segnet(directory, model_config=model_config or None)
+    params, cfg = load_segnet(directory, precision.choose(dtype), model_config=model_config or None)
     if args.segnet_sides is not None:
       cfg = dataclasses.replace(cfg, segnet_sides=tuple(int(v) for v in args.segnet_sides.split(",") if v))
       spec += f" sides ({args.segnet_sides})"
-    rows.append((spec, evaluate(params, cfg, held, args.feather)[0]))
+    name = spec if dtypes == ["float32"] else f"{spec} {dtype}" + (f" ({cfg.dtype})" if dtype == "auto" else "")
+    rows.append((name, evaluate(params, cfg, held, args.feather)[0]))
   print(f"person IoU at --size {args.size}, feather {args.feather}, {len(held)} held-out hand-drawn masks")
   print(f"{'masks':<48} {'mean':>6} {'min':>6}  per image ({', '.join(h.name[:12] for h in held)})")
   for name, r in rows:

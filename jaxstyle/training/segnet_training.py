@@ -35,6 +35,7 @@ from jaxstyle.training import data as data_lib
 from jaxstyle.training import encoder_weights
 from jaxstyle.training import loop
 from jaxstyle.training import reporting
+from jaxstyle.training import hparams as hparams_lib
 from jaxstyle.training import segnet_eval
 from jaxstyle.training import train_inputs
 
@@ -44,25 +45,25 @@ OWN, BACKGROUND, PICK, MIX = range(4)   # sub-streams of DATA_STREAM
 
 @dataclasses.dataclass(frozen=True)
 class Hparams:
-  model: model_lib.ModelConfig
+  """What the jitted step depends on besides its arguments (hashable: a static argument).
+
+  No defaults: ``hparams_from_config`` reads each field from the config field of its name (the configs
+  are the one source of the values; ``augment`` field by field from ``config.augment``), except
+  ``model``, which it computes.
+  """
+  model: model_lib.ModelConfig     # config.model with config.dtype and config.formulation
   batch_size: int                  # global
   crop: int
-  num_steps: int
-  lr: float = 3e-4
-  warmup_steps: int = 100
-  dice_weight: float = 1.0
-  flip: bool = True
-  augment: augment.AugmentConfig = augment.NO_AUGMENT
+  num_steps: int                   # the length of the cosine schedule
+  lr: float
+  warmup_steps: int
+  dice_weight: float
+  flip: bool
+  augment: augment.AugmentConfig
 
 
 def hparams_from_config(config) -> Hparams:
-  model = dataclasses.replace(model_lib.MODEL_CONFIGS[config.model], dtype=config.dtype,
-                              formulation=config.formulation)
-  aug = augment.AugmentConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
-                                 for k, v in config.augment.to_dict().items()})
-  return Hparams(model=model, batch_size=config.batch_size, crop=config.crop,
-                 num_steps=config.num_steps, lr=config.lr, warmup_steps=config.warmup_steps,
-                 dice_weight=config.dice_weight, flip=config.flip, augment=aug)
+  return hparams_lib.from_config(Hparams, config, model=hparams_lib.model_config(config))
 
 
 def learning_rate(hp: Hparams):

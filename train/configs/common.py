@@ -4,6 +4,11 @@ A config file is a ``default()`` plus named variants, each a dict of changes (do
 fields). ``get_config(default, variants, arg)`` parses ``arg`` = ``"variant,key=value,..."`` as big_vision
 ``configs/common.py:parse_arg`` does: the variant's changes first, then the ``key=value`` overrides,
 converted to each field's type (``+`` separates the items of a tuple field).
+
+The configs are the only place training defaults live: each trainer's ``Hparams`` (what its jitted step
+depends on) declares no defaults and is read from the config by field name (``hparams_from_config``; a
+nested ``Hparams`` field such as SANet's ``loss`` from the config group of its name). A field it needs and
+the config lacks stops the run at start, naming the field.
 """
 from __future__ import annotations
 

@@ -83,6 +83,7 @@ def default() -> ml_collections.ConfigDict:
   config.resident = False                  # decode folders once, crop on the device
   config.batch_size = 5
   config.lr_decay = 5e-5                   # lr / (1 + lr_decay · step), SANet's adjust_learning_rate
+  # λ of each loss term, read by name into sanet_training.LossWeights (which admits no other field here).
   config.loss = ml_collections.ConfigDict(
       {"content": 1.0, "style": 3.0, "identity_pixel": 50.0, "identity_feature": 1.0})
   config.num_steps = 160_000

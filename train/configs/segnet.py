@@ -64,6 +64,7 @@ def default() -> ml_collections.ConfigDict:
   config.crop = 384
   config.flip = True
   # Composites and photometric noise (jaxstyle/training/augment.py AugmentConfig; portraits source only).
+  # Made from AugmentConfig's defaults, their one copy; read back by field name into Hparams.augment.
   config.augment = ml_collections.ConfigDict(dataclasses.asdict(augment.AugmentConfig()))
   config.init_from = ""                    # a weights folder whose SegNet the run starts from
   config.lr = 3e-4
