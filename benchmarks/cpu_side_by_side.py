@@ -31,7 +31,6 @@ dtypes and reports how far bf16 moves the picture (max and mean |Δ|, PSNR, SSIM
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import datetime
 import statistics
@@ -41,6 +40,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from benchmarks import csv_table
 from benchmarks import gpu_side_by_side as sbs
 from benchmarks import portrait_bench
 from experiments import scaling
@@ -182,18 +182,8 @@ def csv_rows(results: list[Result]) -> list[dict]:
 
 def write_csv(path: Path, rows: list[dict]) -> None:
   """``rows`` replace the file's rows of the same (program, size, batch, dtype); others are kept."""
-  key = lambda r: (r["program"], int(r["size"]), int(r["batch"]), r["dtype"])
-  kept = {}
-  if path.exists():
-    with path.open() as f:
-      kept = {key(r): r for r in csv.DictReader(f)}
-  kept.update({key(r): r for r in rows})
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with path.open("w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
-    w.writeheader()
-    for k in sorted(kept, key=lambda k: (k[0] != "plain", k[1], k[2], k[3] != "float32")):
-      w.writerow(kept[k])
+  csv_table.merge_rows(path, rows, lambda r: (r["program"], int(r["size"]), int(r["batch"]), r["dtype"]), COLUMNS,
+                       order=lambda k: (k[0] != "plain", k[1], k[2], k[3] != "float32"))
 
 
 def markdown(results: list[Result]) -> str:

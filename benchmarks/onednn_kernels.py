@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import datetime
 import os
 import statistics
@@ -38,10 +37,12 @@ import jax.extend as jex
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import csv_table
 from jaxstyle.nets import conv as conv_lib
 from jaxstyle.nets import decoder as decoder_lib
 from jaxstyle.nets import onednn
 from jaxstyle.nets import vgg as vgg_lib
+
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("date", "cpu", "isa", "dtype", "size", "part", "name", "variant", "ms", "vs_first", "repeats",
@@ -245,17 +246,8 @@ def small_part(args, dtype) -> list[dict]:
 
 def write_csv(path: Path, rows: list[dict]) -> None:
   """``rows`` replace the file's rows of the same (cpu, dtype, size, part, name, variant); others are kept."""
-  key = lambda r: (r["cpu"], r["dtype"], str(r["size"]), r["part"], r["name"], r["variant"])
-  kept = {}
-  if path.exists():
-    with path.open() as f:
-      kept = {key(r): r for r in csv.DictReader(f)}
-  kept.update({key(r): r for r in rows})
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with path.open("w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=COLUMNS)
-    w.writeheader()
-    w.writerows(kept.values())
+  csv_table.merge_rows(path, rows, lambda r: (r["cpu"], r["dtype"], str(r["size"]), r["part"], r["name"],
+                                              r["variant"]), COLUMNS)
 
 
 PARTS = {"network": network_part, "layers": layers_part, "small": small_part}

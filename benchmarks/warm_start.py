@@ -70,7 +70,7 @@ def child(argv: list[str]) -> None:
     return wrapped
 
   start = time.perf_counter()
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import  (timed: the import itself)
   add("import jax", time.perf_counter() - start)
   from jax._src import monitoring  # pylint: disable=g-import-not-at-top
   events = {"/jax/core/compile/jaxpr_trace_duration": "program: trace + lower",
