@@ -5,11 +5,12 @@
     out = studio.stylize("tab-1", Upload("me.jpg"), Upload("starry.jpg"), None,
                          Settings(size=384, controls=Controls(alpha_person=0.3)))   # person region only
 
-No web framework here (``app/studio_ui.py`` lays out the page; ``infer/studio.py`` starts it): every
+No web framework here (``app/studio_ui.py`` lays out the page; ``commands/studio.py`` starts it): every
 picture the page shows is a ``Studio.stylize`` call, which Python and the page's API make alike.
 
 - Weights load once (a ``Runner``) and its split programs (``portrait.make_split_programs``) stay
-  compiled. A new (content, style[, mask]) pair at a size runs ``prepare`` (VGG, attention, identity transfer, SegNet);
+  compiled. A new (content, style[, mask]) pair at a size runs ``prepare`` (VGG, attention, identity
+  transfer, SegNet);
   a control change runs only what it touches: one region's ``transfer`` (mix → decode) when that
   region's W1, W2 or α moved, and ``composite`` (preserve colour → feather → blend) always. The studio
   always prepares in portrait mode (SegNet included), so switching to plain is a control change too:

@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxstyle.checkpoints import loading
 from jaxstyle.nets.model import ModelConfig, Params
+from jaxstyle.program import buckets
 from jaxstyle.program import compile_cache
 from jaxstyle.program import executables
 from jaxstyle.program import portrait
@@ -70,9 +71,10 @@ def crop_items(out: dict[str, np.ndarray], batch: Batch, count: int | None) -> l
   """The program's host outputs as one dict per item of the first ``count`` (all), each cropped to its
   content's valid size when the batch was padded into a bucket."""
   n = len(batch.content) if count is None else count
-  hws = [None] * n if batch.sizes is None else [tuple(int(v) for v in row[:2]) for row in batch.sizes[:n]]
-  return [{k: v[i] if hw is None else v[i, :hw[0], :hw[1]] for k, v in out.items()}
-          for i, hw in enumerate(hws)]
+  if batch.sizes is None:
+    return [{k: v[i] for k, v in out.items()} for i in range(n)]
+  return [{k: buckets.crop(v[i], tuple(int(x) for x in hw[:2])) for k, v in out.items()}
+          for i, hw in enumerate(batch.sizes[:n])]
 
 
 class Runner:
@@ -91,15 +93,14 @@ class Runner:
   def _say_note(self) -> None:
     if self._note:
       precision.say_once(self._note, self._log)
-      self._note = None
 
   @classmethod
   def load(cls, weights: str | os.PathLike | None = None, networks: Sequence[str] = NETWORKS, *,
            dtype: str = "auto", log: Callable[[str], None] | None = None) -> Runner:
     """The encoder and ``networks`` of a weights folder (None: the shipped weights), checked
     (``loading.load``) and replicated over this process's devices, the model config at compute
-    ``dtype`` (``"auto"``: ``precision.decide``; its line is said with the first program built). Turns on the
-    persistent compile cache first (``compile_cache.enable``) and keeps the programs' executables
+    ``dtype`` (``"auto"``: ``precision.decide``; its line is said with the first program built). Turns
+    on the persistent compile cache first (``compile_cache.enable``) and keeps the programs' executables
     beside it (``executables``)."""
     directory = compile_cache.enable(log)
     dtype, note = precision.decide(dtype)
@@ -155,8 +156,9 @@ class Runner:
     ``style`` None drops its own attention, so that it mixes the background's again."""
     if style is None:
       return portrait.without_person_style(prepared)
-    placed = sharding.place_batch(self.mesh, Batch(style, style, style_sizes).as_numpy())
-    return self.split.restyle[region](self.params, prepared, placed.style, placed.sizes)
+    sizes = None if style_sizes is None else np.ascontiguousarray(style_sizes, np.int32)
+    style, sizes = sharding.place_batch(self.mesh, (np.ascontiguousarray(style, np.float32), sizes))
+    return self.split.restyle[region](self.params, prepared, style, sizes)
 
   def transfer(self, prepared: dict[str, jax.Array], controls: np.ndarray,
                region: int | None = None) -> jax.Array:
