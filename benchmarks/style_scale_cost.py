@@ -3,10 +3,11 @@
     python -m benchmarks.style_scale_cost [--size 512] [--scales 0.67,1.0] [--repeats 5] [--out CSV]
 
 The whole program (``portrait.make_program``, random weights of the "default" model) at ``--size``² with
-the style read once at the content's scale (the program before the style-scale control, and what equal
-scales still compile), against the background's style at the first of ``--scales`` × the side and the
-person's at the second (a second, smaller or larger style VGG pass and its two attentions). Calls
-alternate between the two programs (median of ``--repeats``), so a busy machine slows both alike.
+the style read once at the content's scale (the program before the style-scale control), against the
+background's style at the first of ``--scales`` × the side and the person's at the second (default: the
+CLI's, ``request.STYLE_SCALES``): one style pass at that side when the two are equal, else a second style
+VGG pass and its two attentions. Calls alternate between the two programs (median of ``--repeats``), so
+a busy machine slows both alike.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxstyle.app import request
 from jaxstyle.nets import model
 from jaxstyle.program import portrait
 from jaxstyle.program import profiling
@@ -30,7 +32,7 @@ from jaxstyle.program import sharding
 def main() -> int:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--size", type=int, default=512)
-  ap.add_argument("--scales", type=lambda t: tuple(map(float, t.split(","))), default=(0.67, 1.0),
+  ap.add_argument("--scales", type=lambda t: tuple(map(float, t.split(","))), default=request.STYLE_SCALES["portrait"],
                   metavar="BACKGROUND,PERSON")
   ap.add_argument("--repeats", type=int, default=5)
   ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
@@ -42,9 +44,10 @@ def main() -> int:
   picture = lambda side: rng.uniform(size=(1, side, side, 3)).astype(np.float32)
   content = picture(args.size)
   sides = [round(s * args.size) for s in args.scales]
-  batches = {"one style (equal scales)": portrait.Batch(content, picture(args.size)),
-             f"background {sides[0]}², person {sides[1]}²": portrait.Batch(content, picture(sides[0]),
-                                                                         style_person=picture(sides[1]))}
+  scaled = (portrait.Batch(content, picture(sides[0])) if sides[0] == sides[1] else
+            portrait.Batch(content, picture(sides[0]), style_person=picture(sides[1])))
+  batches = {f"style {args.size}² (scale 1)": portrait.Batch(content, picture(args.size)),
+             f"background style {sides[0]}², person {sides[1]}²": scaled}
   mesh = sharding.data_mesh(jax.devices()[:1])
   controls = portrait.Controls().as_array()
   program = portrait.make_program(cfg, mesh)
@@ -65,7 +68,7 @@ def main() -> int:
                                                                              np.median(times[base])), 3)}
           for k in batches]
   print(f"| portrait program, {args.size}², {args.dtype}, {profiling.device_name()} ({platform.processor()}) "
-        f"| GFLOP | ms (median of {args.repeats}) | ÷ one style |")
+        f"| GFLOP | ms (median of {args.repeats}) | ÷ scale 1 |")
   print("|---|---|---|---|")
   for r in rows:
     print(f"| {r['program']} | {r['gflop']} | {r['ms']} | {r['ratio']:.2f}× |")

@@ -181,3 +181,62 @@ def test_bad_uploads_are_one_line_refusals_and_the_studio_keeps_serving(studio, 
   with pytest.raises(ImageError, match="upload it again"):
     st.stylize("bad", content, style, None, Settings(size=SIZE))
   assert request.MAX_FEATHER == portrait.MAX_FEATHER
+
+
+def test_a_clip_is_stylised_by_the_cli_code_and_a_cancelled_or_too_long_one_leaves_nothing(studio, files,
+                                                                                            tmp_path):
+  from clips import read_clip, write_clip
+  from jaxstyle.app import studio_clip
+  st, _ = studio
+  st.results_dir = tmp_path / "results"
+  _, style = files
+  clip = write_clip(tmp_path / "me.mp4", frames=8, audio_seconds=0.3)
+  clips = studio_clip.Clips(st, log=lambda _: None)
+  seen = []
+  out = clips.stylize("tab", Upload(clip), style, Settings(size=SIZE), on_progress=seen.append)
+  frames, _, audio = read_clip(out.path)
+  assert out.frames == len(frames) == 8 and frames[0].shape == (40, 48, 3) and out.path.suffix == ".mp4"
+  assert len(audio) == len(read_clip(clip)[2]) > 0                         # the audio carried
+  assert [p.done for p in seen] == list(range(1, 9)) and seen[-1].total == 8 and seen[-1].eta_s == 0
+  assert out.flicker is not None and out.flicker[1] <= out.flicker[0]
+
+  def cancel_at_three(p):
+    if p.done == 3:
+      clips.cancel("tab")
+  with pytest.raises(studio_clip.Cancelled):
+    clips.stylize("tab", Upload(clip), Upload(style.path, style.label()), Settings(size=SIZE),
+                  on_progress=cancel_at_three)
+  short = studio_clip.Clips(st, max_seconds=0.1, log=lambda _: None)
+  with pytest.raises(UsageError, match="longer than the 0.1 s"):
+    short.stylize("tab", Upload(clip), style, Settings(size=SIZE))
+  (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+  with pytest.raises(ImageError, match="not a readable video"):
+    clips.stylize("tab", Upload(tmp_path / "bad.mp4"), style, Settings(size=SIZE))
+  with pytest.raises(UsageError, match="not a video file"):
+    clips.stylize("tab", Upload(style.path, "wave.png"), style, Settings(size=SIZE))
+  # Only the finished clip's folder is left, holding only the clip.
+  assert [p.relative_to(st.results_dir).parts[1:] for p in st.results_dir.rglob("*") if p.is_file()] == [
+      (out.path.name,)]
+
+
+def test_live_frames_encode_the_style_once_and_smooth_the_mask_over_past_frames(studio, files, monkeypatch):
+  from jaxstyle.app import studio_live
+  st, _ = studio
+  _, style = files
+  live = studio_live.Live(st)
+  encoded = []
+  features = st.runner.style_features
+  monkeypatch.setattr(st.runner, "style_features", lambda x: encoded.append(x.shape) or features(x))
+  rng = np.random.default_rng(3)
+  frames = [rng.integers(0, 256, (60, 80, 3), np.uint8) for _ in range(3)]
+  outs = [live.frame("cam", f, style, Settings(size=SIZE)) for f in frames]
+  assert len(encoded) == 1                                   # once per style and side, not per frame
+  assert all(image.shape == (36, 48, 3) for image, _ in outs) and outs[-1][1] > 0
+  state = live._tabs["cam"]
+  assert len(state.blend.history) == 3 and state.blend.smooth.value <= state.blend.raw.value
+  live.frame("cam", frames[0], style, Settings(size=SIZE, mode="plain"))
+  assert len(encoded) == 1
+  live.frame("cam", frames[0], style, Settings(size=SIZE + 16))     # another side: encoded again
+  assert len(encoded) == 2
+  live.close_tab("cam")
+  assert "cam" not in live._tabs

@@ -138,3 +138,21 @@ def test_the_cli_reads_each_regions_style_at_its_scale(tiny_weights, tmp_path, m
   assert messages[0] == "style scale: the background 38 px style is read at 64 px, the least the encoder can use"
   assert any("styles to 64x64 and 128x128 for the person" in m for m in messages), messages
   assert Image.open(tmp_path / "out.png").size == (128, 98)
+
+
+def test_the_default_style_scales_are_the_committed_search_picks():
+  """``request.STYLE_SCALES`` is what docs/runs/controls_search_round5*.csv picks by its rule: of the
+  candidates that pass every check, the highest background style gain (the search also asks that the
+  pick beat scale 1 significantly pair by pair, which only its log can show)."""
+  import csv
+  from pathlib import Path
+  runs = Path(__file__).resolve().parents[1] / "docs" / "runs"
+  with open(runs / "controls_search_round5.csv") as f:
+    rows = [r for r in csv.DictReader(f) if r["step"] == "style_scale" and r["feasible"] == "True"]
+  best = max(rows, key=lambda r: float(r["background_style_gain"]))
+  assert request.STYLE_SCALES["portrait"] == (float(best["style_scale_background"]),
+                                              float(best["style_scale_person"]))
+  with open(runs / "controls_search_round5_plain.csv") as f:
+    plain = max((r for r in csv.DictReader(f) if r["feasible"] == "True"),
+                key=lambda r: float(r["background_style_gain"]))
+  assert request.STYLE_SCALES["plain"][0] == float(plain["style_scale"])

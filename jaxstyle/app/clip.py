@@ -23,7 +23,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from jaxstyle.app.request import Request, Settings, UsageError, check_not_inputs, check_writable_paths
+from jaxstyle.app.request import (Request, Settings, UsageError, check_not_inputs, check_writable_paths,
+                                  style_sides)
 from jaxstyle.io import video
 from jaxstyle.program import temporal
 from jaxstyle.program.runner import Batch, Runner, check_finite, networks_for
@@ -97,9 +98,17 @@ class Stylizer:
     return outs
 
 
+def clip_style_sides(settings: Settings, hw: tuple[int, int]) -> tuple[tuple[int, int | None], str | None]:
+  """``request.style_sides`` of a clip of ``hw`` frames: the style at the frames' scale, also with
+  ``--size 0``."""
+  return style_sides(dataclasses.replace(settings, size=settings.size or max(hw)))
+
+
 def stylize_clip(src: Path, dst: Path, stylizer: Stylizer, info: video.Probe, hw: tuple[int, int], *,
-                 log: Callable[[str], None], progress: bool | None) -> dict[str, float]:
-  """Writes ``dst``: every frame of ``src`` stylised, same rate, audio copied. Returns statistics."""
+                 log: Callable[[str], None], progress: bool | None,
+                 on_frame: Callable[[int], None] | None = None) -> dict[str, float]:
+  """Writes ``dst``: every frame of ``src`` stylised, same rate, audio copied. Returns statistics.
+  ``on_frame``: ``video.transcode``'s (progress; what it raises stops the clip, no file left)."""
   raw, smooth = temporal.Flicker(), temporal.Flicker()
   start, first_batch = time.perf_counter(), None
 
@@ -114,7 +123,7 @@ def stylize_clip(src: Path, dst: Path, stylizer: Stylizer, info: video.Probe, hw
       return temporal.blend_smoothed(results(), raw, smooth)
     return (r["image"] for r in results())
 
-  frames_done = video.transcode(src, dst, info, hw, stylised, progress=progress)
+  frames_done = video.transcode(src, dst, info, hw, stylised, progress=progress, on_frame=on_frame)
   end = time.perf_counter()
   steady = (frames_done - first_batch[1]) / (end - first_batch[0]) if first_batch and \
       frames_done > first_batch[1] else float("nan")

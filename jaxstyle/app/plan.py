@@ -87,6 +87,18 @@ def plan_jobs(contents: Sequence[Input], styles: Sequence[Input], req: Request) 
   return jobs
 
 
+def pending(jobs: Sequence[Job], overwrite: bool) -> list[Job]:
+  """The pairs of ``jobs`` still to compute: those with a file not yet whole (all with ``overwrite``).
+  Files are written atomically, so a whole file is a finished one."""
+  return list(jobs) if overwrite else [j for j in jobs if not collection.is_done(j.outputs)]
+
+
+def remove_partials(jobs: Sequence[Job]) -> None:
+  """Deletes the temporary files a killed writer left beside the outputs of ``jobs`` (while no one
+  else writes them)."""
+  image_io.remove_partials(p for job in jobs for p in job.outputs)
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """This process's part of a run: its pairs, which of them to compute, and what they read."""
@@ -132,8 +144,8 @@ def make_plan(req: Request, process: int = 0, processes: int = 1,
   summary = collection.summary_path(req.summary, req.output, len(jobs), process, processes)
   check_writable_paths([p for job in jobs for p in job.outputs] + ([summary] if summary else []))
   mine = collection.share(jobs, process, processes)
-  image_io.remove_partials(p for job in mine for p in job.outputs)
-  todo = list(mine) if req.overwrite else [j for j in mine if not collection.is_done(j.outputs)]
+  remove_partials(mine)
+  todo = pending(mine, req.overwrite)
   if processes > 1:
     log(f"process {process} of {processes}: {len(mine)} of {len(jobs)} pairs")
   if len(todo) < len(mine):

@@ -331,6 +331,13 @@ class Studio:
                   person=out["person"] if portrait_mode else None, content=content_image,
                   style=pair.style, ran=tuple(ran))
 
+  def style_image(self, tab: str, style: Upload, side: int | None) -> np.ndarray:
+    """The picture ``style`` at longest side ``side`` (None: as is), its upload read once as every
+    upload is (a clip's or the camera's style; ``ImageError`` for a refused file)."""
+    with self._lock:
+      _, data = self._read(tab, style)
+    return image_io.load_image(data, side)
+
   def save_png(self, image: np.ndarray, name: str = "jaxstyle.png") -> Path:
     """A lossless PNG of ``image`` in its own folder under ``results_dir`` (the page's download; the
     system's temporary folder when not set)."""

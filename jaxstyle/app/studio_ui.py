@@ -37,6 +37,8 @@ from jaxstyle.io import image_io  # noqa: E402
 
 EXAMPLES = assets.root() / "examples"
 CONTROL_FIELDS = [f.name for f in dataclasses.fields(Controls)]
+SETTINGS_INPUTS = ["mode", "size", *CONTROL_FIELDS, "feather", "preserve_color", "style_scale_background",
+                   "style_scale_person"]   # ``settings_from``'s arguments
 CACHE_SWEEP = (300, 900)   # every 5 minutes, Gradio's files older than 15 minutes are deleted
 
 
@@ -55,9 +57,25 @@ def _slider(field: str, value: float) -> gr.Slider:
   return gr.Slider(lo, hi, value=value, step=CONTROL_STEP, label=label, elem_id=field)
 
 
+def settings_from(mode: str, size: float, w1_background: float, w2_background: float, alpha_background: float,
+                  w1_person: float, w2_person: float, alpha_person: float, feather: float, preserve_color: bool,
+                  style_scale_background: float, style_scale_person: float) -> Settings:
+  """The page's controls (``SETTINGS_INPUTS``' order) as ``Settings``."""
+  controls = Controls(w1_background, w2_background, alpha_background, w1_person, w2_person, alpha_person)
+  return Settings(size=int(size), mode=mode, controls=controls, feather=float(feather),
+                  preserve_color=bool(preserve_color), style_scale_background=float(style_scale_background),
+                  style_scale_person=float(style_scale_person))
+
+
+# Adds more of the page (clips, the camera) below the pictures: ``media(page, controls)`` inside the
+# page's layout, ``controls`` the style input and the settings' components by name.
+Media = Callable[[gr.Blocks, dict], None]
+
+
 def build_page(studio: studio_lib.Studio, *, sizes: tuple[int, int] = (64, studio_lib.MAX_SIZE),
-               default_size: int = studio_lib.DEFAULT_PAGE_SIZE) -> gr.Blocks:
-  """The page: inputs and controls on the left, the result and its parts on the right."""
+               default_size: int = studio_lib.DEFAULT_PAGE_SIZE, media: Media | None = None) -> gr.Blocks:
+  """The page: inputs and controls on the left, the result and its parts on the right; ``media``'s
+  parts below."""
   with gr.Blocks(title="jaxstyle studio", delete_cache=CACHE_SWEEP) as page:
     gr.Markdown("## jaxstyle studio\nPortrait-aware style transfer: SANet for the background, a "
                 "content-dominant transfer for the person, blended through a SegNet mask.")
@@ -106,6 +124,10 @@ def build_page(studio: studio_lib.Studio, *, sizes: tuple[int, int] = (64, studi
                                 elem_id="background")
           person = gr.Image(label="person transfer", interactive=False, elem_id="person")
 
+    if media is not None:
+      media(page, {"style": style, "mode": mode, "size": size, **{f: sliders[f] for f in CONTROL_FIELDS},
+                   "feather": feather, "preserve_color": preserve, "style_scale_background": scales["background"],
+                   "style_scale_person": scales["person"]})
     content_examples.select(_pick, content_examples, content, api_visibility="private")
     style_examples.select(_pick, style_examples, style, api_visibility="private")
     inputs = [content, style, mask, mode, size, *(sliders[f] for f in CONTROL_FIELDS), feather, preserve,
@@ -133,10 +155,8 @@ def _stylize_fn(studio: studio_lib.Studio) -> Callable:
     (mask and person None in plain mode), and the content and style as loaded."""
     if not content or not style:
       return (None,) * 5 + (gr.skip(), gr.skip())
-    controls = Controls(w1_background, w2_background, alpha_background, w1_person, w2_person, alpha_person)
-    settings = Settings(size=int(size), mode=mode, controls=controls, feather=float(feather),
-                        preserve_color=bool(preserve_color), style_scale_background=float(style_scale_background),
-                        style_scale_person=float(style_scale_person))
+    settings = settings_from(mode, size, w1_background, w2_background, alpha_background, w1_person, w2_person,
+                             alpha_person, feather, preserve_color, style_scale_background, style_scale_person)
     upload = lambda f: f and studio_lib.Upload(f, Path(f).name)
     try:
       out = studio.stylize(request.session_hash or "api", upload(content), upload(style), upload(mask),
@@ -159,9 +179,10 @@ def _close_fn(studio: studio_lib.Studio) -> Callable:
 
 def serve(weights: str | None = None, *, host: str = "127.0.0.1", port: int | None = None, dtype: str = "auto",
           cache_mb: int = studio_lib.DEFAULT_CACHE_BYTES >> 20, queue_size: int = studio_lib.DEFAULT_QUEUE,
-          default_size: int = studio_lib.DEFAULT_PAGE_SIZE) -> None:
-  """Loads the weights once and serves the page until interrupted (Ctrl-C or SIGTERM), then removes
-  its temporary folder."""
+          default_size: int = studio_lib.DEFAULT_PAGE_SIZE,
+          media: Callable[[studio_lib.Studio], Media] | None = None) -> None:
+  """Loads the weights once and serves the page (and ``media(studio)``'s parts) until interrupted
+  (Ctrl-C or SIGTERM), then removes its temporary folder."""
   temp = TEMP
   signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # a stopped server cleans up too
   try:
@@ -169,7 +190,7 @@ def serve(weights: str | None = None, *, host: str = "127.0.0.1", port: int | No
     studio = studio_lib.Studio(weights, dtype=dtype, cache_bytes=cache_mb << 20, forget_under=temp,
                                content_address=processing_utils.hash_bytes,
                                keep=_examples("content") + _examples("styles"), results_dir=temp / "results")
-    page = build_page(studio, default_size=default_size)
+    page = build_page(studio, default_size=default_size, media=None if media is None else media(studio))
     page.queue(max_size=queue_size, default_concurrency_limit=1)
     page.launch(server_name=host, server_port=port, max_file_size=studio_lib.MAX_UPLOAD_BYTES,
                 show_error=True, allowed_paths=[str(EXAMPLES)], footer_links=["api"])

@@ -6,7 +6,6 @@ the style read at the frames' scale. A video is stylised by one process.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,7 +15,7 @@ import jax
 from jaxstyle.app import clip as clip_lib
 from jaxstyle.app import collection
 from jaxstyle.app import sources
-from jaxstyle.app.request import Request, UsageError, style_sides
+from jaxstyle.app.request import Request, UsageError
 
 
 def is_video_request(req: Request) -> bool:
@@ -40,8 +39,8 @@ def stylize(req: Request, *, log: Callable[[str], None], progress: bool | None,
   runner = clip_lib.load_runner(req, log)
   batch = runner.batch_size(req.batch_size)
   hw, info, mode = plan.hw, plan.info, req.settings.mode
-  # The style at the frames' scale (also with --size 0): it is encoded again with every batch.
-  (background, person), note = style_sides(dataclasses.replace(req.settings, size=req.settings.size or max(hw)))
+  # The style at the frames' scale: it is encoded again with every batch.
+  (background, person), note = clip_lib.clip_style_sides(req.settings, hw)
   if note:
     log(note)
   for style_input, path in zip(styles, plan.outputs):

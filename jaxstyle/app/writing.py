@@ -4,7 +4,8 @@
   one batch waits, so a kill loses at most that one and the one computing. Every file is written
   atomically (``image_io.save_image_atomic``), never over an input.
 - ``Records``: each pair's outcome (done, skipped, failed with its reason) in the run summary and on
-  the progress bar, and the ``Report`` at the end with the totals of every process.
+  the progress bar, and the ``Report`` at the end with the totals of every process. A Ray actor's
+  records hand each outcome to a sink instead, and the driver records them (``record``) as they arrive.
 """
 from __future__ import annotations
 
@@ -73,13 +74,18 @@ def write_outputs(plan: Plan, job: Job, out: dict[str, np.ndarray], content: np.
   return written
 
 
-class Records:
-  """Each pair's outcome, into the run summary (``plan.summary``; ``collection.Summary``) and onto the
-  progress ``bar``. Thread-safe: the writing thread records finished pairs while the main thread
-  records failed and skipped ones. A context manager: leaving it closes the summary."""
+# Where an actor hands each outcome (job, status, seconds, reason) to send it back to the driver.
+Sink = Callable[[Job, str, float, "str | None"], None]
 
-  def __init__(self, plan: Plan, bar: tqdm, log: Callable[[str], None]):
-    self.plan, self.bar, self.log = plan, bar, log
+
+class Records:
+  """Each pair's outcome, into the run summary (``plan.summary``; ``collection.Summary``), onto the
+  progress ``bar`` (None: none) and to ``sink`` when given (a Ray actor's way back to the driver).
+  Thread-safe: the writing thread records finished pairs while the main thread records failed and
+  skipped ones. A context manager: leaving it closes the summary."""
+
+  def __init__(self, plan: Plan, bar: tqdm | None, log: Callable[[str], None], sink: Sink | None = None):
+    self.plan, self.bar, self.log, self.sink = plan, bar, log, sink
     self.summary = Summary(plan.summary)
     self._lock = threading.Lock()
 
@@ -91,16 +97,19 @@ class Records:
 
   def _add(self, job: Job, status: str, seconds: float, reason: str | None = None) -> None:
     self.summary.add(Outcome(*self.plan.names(job), str(job.image), status, seconds, reason))
+    if self.sink is not None:
+      self.sink(job, status, seconds, reason)
+    if status != SKIPPED and self.bar is not None:   # the bar counts the pairs to compute
+      with self._lock:
+        self.bar.update(1)
 
   def skipped(self, jobs: Sequence[Job]) -> None:
-    """Pairs written by an earlier run (not on the bar, which counts the pairs to compute)."""
+    """Pairs written by an earlier run."""
     for job in jobs:
       self._add(job, SKIPPED, 0.0)
 
   def done(self, job: Job, seconds: float) -> None:
     self._add(job, DONE, seconds)
-    with self._lock:
-      self.bar.update(1)
 
   def failed(self, jobs: Sequence[Job], error: ImageError, seconds: float) -> None:
     """A content that cannot be read fails its pairs (a run of one pair refuses it instead)."""
@@ -109,8 +118,12 @@ class Records:
     self.log(f"failed: {error}")
     for job in jobs:
       self._add(job, FAILED, seconds / len(jobs), str(error))
-      with self._lock:
-        self.bar.update(1)
+
+  def record(self, job: Job, status: str, seconds: float, reason: str | None = None) -> None:
+    """An outcome decided in another process (a Ray actor's ``sink``), recorded as if decided here."""
+    if status == FAILED:
+      self.log(f"failed: {reason}")
+    self._add(job, status, seconds, reason)
 
   def report(self, written: list[Path], seconds: float, process: int, processes: int) -> Report:
     """What the run did; the processes meet here to add up their counts (``collection.totals``)."""

@@ -4,9 +4,11 @@
     jaxstyle portrait --content photos/ --style styles/ --output out --sheet --save-mask
     jaxstyle portrait --content list.txt --style styles/ --output out \
         --coordinator_address host0:1234 --num_processes 2 --process_id 0     # and 1 on the other host
+    jaxstyle portrait --content list.txt --style styles/ --output out --engine ray --ray-address auto
 
 Parses flags, joins the ``jax.distributed`` job when asked (the trainers' flags, or
-``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``), and calls
+``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``) or, with ``--engine ray``,
+a Ray cluster (``jaxstyle.app.ray_engine``: Ray is imported only then), and calls
 ``jaxstyle.app.stylize_files.stylize``; prints the files written (one a line, on stdout) and a line with
 the pairs done, skipped and failed. Every refusal (an unreadable or non-finite image in a run of one
 pair, an unreadable style, missing or broken weights, options out of range or that do not fit together,
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from typing import Sequence
 
 from jaxstyle.app import collection
+from jaxstyle.app import ray_engine
 from jaxstyle.app import request
 from jaxstyle.app import stylize_files
 from jaxstyle.app.request import Request, Settings
@@ -32,7 +36,8 @@ from jaxstyle.program import sharding
 from jaxstyle.program.portrait import EDGE_INSET, Controls
 
 DEFAULTS = Request(content=(), style=())
-REFUSALS = request.REFUSALS + (collection.PairsFailed,)
+REFUSALS = request.REFUSALS + (collection.PairsFailed, ray_engine.EngineStopped)
+ENGINES = ("local", "ray")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
                       "the pairs (also: JAX_COORDINATOR_ADDRESS)")
   p.add_argument("--num_processes", type=int, help="processes in the job (also: JAX_NUM_PROCESSES)")
   p.add_argument("--process_id", type=int, help="this process's index, 0.. (also: JAX_PROCESS_ID)")
+  p.add_argument("--engine", choices=ENGINES, default="local",
+                 help="local: this process's devices (and its share of a jax.distributed job); ray: the "
+                      f"pairs scheduled over a Ray cluster's actors, retried when one dies ({ray_engine.INSTALL})")
+  p.add_argument("--ray-address", metavar="ADDRESS",
+                 help="with --engine ray: auto (the cluster this machine joined with `ray start`) or "
+                      "ray://HOST:PORT; default: a local cluster of this machine, started for the run")
+  p.add_argument("--ray-actors", metavar="N|MIN-MAX",
+                 help="with --engine ray: actors stylising at once, or a range to scale between "
+                      "(default: one per GPU, or one per node with all its cores)")
   p.add_argument("--save-mask", nargs="?", const=True, default=False, metavar="DIR",
                  help="also write the mask: NAME.mask.png next to the output, or DIR/NAME.png")
   p.add_argument("--sheet", nargs="?", const=True, default=False, metavar="DIR",
@@ -120,10 +134,24 @@ def request_from_args(args: argparse.Namespace) -> Request:
   return fields(Request, settings=fields(Settings, controls=fields(Controls), **scales))
 
 
+def engine_from_args(args: argparse.Namespace) -> ray_engine.RayEngine | None:
+  """The Ray engine when ``--engine ray`` (None: the local engine); refuses flags of the other one."""
+  if args.engine != "ray":
+    if args.ray_address or args.ray_actors:
+      raise request.UsageError("--ray-address and --ray-actors are for --engine ray")
+    return None
+  if args.coordinator_address or args.num_processes or "JAX_COORDINATOR_ADDRESS" in os.environ:
+    raise request.UsageError("--engine ray schedules the pairs over the cluster itself: drop the "
+                             "jax.distributed flags (--coordinator_address, --num_processes, JAX_*)")
+  return ray_engine.RayEngine(args.ray_address, args.ray_actors)
+
+
 def _main(argv: Sequence[str] | None) -> int:
   args = build_parser().parse_args(argv)
-  sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
-  report = stylize_files.stylize(request_from_args(args))
+  engine = engine_from_args(args)
+  if engine is None:
+    sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+  report = stylize_files.stylize(request_from_args(args), engine=engine)
   if report.written:
     print("\n".join(map(str, report.written)))   # one written file a line, for scripts
   print(report.line(), file=sys.stderr)

@@ -4,9 +4,10 @@
     jaxstyle studio --port 8080 --weights DIR --cache-mb 2048
     jaxstyle studio --host 0.0.0.0       # other machines may connect: opt-in
 
-Parses flags and calls ``jaxstyle.app.studio_ui.serve`` (the page; the computing is
-``jaxstyle.app.studio``). A refusal at start-up (missing or broken weights, a bad option) prints one
-line ``error: ...`` and exits with status 2 (``jaxstyle.io.cli``).
+Parses flags and calls ``jaxstyle.app.studio_ui.serve`` (the page, with the clip and camera parts of
+``studio_media_ui``; the computing is ``jaxstyle.app.studio``, ``studio_clip`` and ``studio_live``). A
+refusal at start-up (missing or broken weights, a bad option) prints one line ``error: ...`` and exits
+with status 2 (``jaxstyle.io.cli``).
 """
 from __future__ import annotations
 
@@ -44,9 +45,10 @@ def _main(argv: Sequence[str] | None) -> int:
     raise UsageError(f"--port must be 1..65535, not {args.port}")
   if args.cache_mb < 1 or args.queue < 1:
     raise UsageError("--cache-mb and --queue must be at least 1")
-  from jaxstyle.app import studio_ui   # Gradio is imported only to serve
+  from jaxstyle.app import studio_media_ui, studio_ui   # Gradio is imported only to serve
   studio_ui.serve(args.weights, host=args.host, port=args.port, dtype=args.dtype,
-                  cache_mb=args.cache_mb, queue_size=args.queue, default_size=args.size)
+                  cache_mb=args.cache_mb, queue_size=args.queue, default_size=args.size,
+                  media=studio_media_ui.media)
   return 0
 
 

@@ -185,9 +185,11 @@ def check_output(src: Path, dst: Path) -> None:
 
 def transcode(src: Path, dst: Path, info: Probe, hw: tuple[int, int],
               transform: Callable[[Iterator[np.ndarray]], Iterable[np.ndarray]], *,
-              progress: bool | None = None) -> int:
+              progress: bool | None = None, on_frame: Callable[[int], None] | None = None) -> int:
   """Writes ``dst`` (codec from its suffix): ``transform`` of ``src``'s frames (RGB float32 in [0, 1] at
   ``hw``, in order), at ``src``'s rate, audio copied. Returns the number of frames written.
+  ``on_frame(n)`` is told each frame written (a page's progress); whatever it raises stops the clip
+  and leaves no file.
 
   ``transform`` takes the iterator of decoded frames and yields one output frame per input frame, so it
   may batch them; audio packets are muxed as they are demuxed, interleaved with the video.
@@ -221,6 +223,8 @@ def transcode(src: Path, dst: Path, info: Probe, hw: tuple[int, int],
           out.mux(video.encode(frame))
           written += 1
           bar.update(1)
+          if on_frame is not None:
+            on_frame(written)
       out.mux(video.encode(None))
   except (av.FFmpegError, ValueError, OSError) as e:
     raise VideoError(f"{src} → {dst}: {_one_line(e)}") from None

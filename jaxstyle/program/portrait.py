@@ -267,11 +267,15 @@ def region_count(mode: str) -> int:
   return 2 if mode == "portrait" else 1
 
 
+STYLE_LAYERS = ("relu4_1", "relu5_1")     # the style features its attention reads (``style_features``)
+
+
 class Batch(NamedTuple):
   """One program call's inputs, each with the batch on its leading axis: a pytree, placed and sharded
   as one value (``sharding.place_batch``).
 
-  ``content [B, H, W, 3]`` and ``style [B, Hs, Ws, 3]``: RGB in [0, 1]. ``style_person [B, Hp, Wp, 3]``:
+  ``content [B, H, W, 3]`` and ``style [B, Hs, Ws, 3]``: RGB in [0, 1] (or, for unpadded contents, the
+  style's ``style_features``, which skips its VGG pass). ``style_person [B, Hp, Wp, 3]``:
   the style at the scale the person's transfer asks for, when it differs from the background's
   (``Settings.style_scale_*``; absent: the person uses ``style`` too, and no second style pass runs).
   ``sizes [B, 4]`` int32 (content h, w, style h, w; and person style h, w: ``[B, 6]``): the valid
@@ -287,8 +291,9 @@ class Batch(NamedTuple):
   style_person: jax.Array | np.ndarray | None = None
 
   def as_numpy(self) -> Batch:
-    """The host arrays the programs take: float32 pictures and masks, int32 sizes."""
-    f32 = lambda x: None if x is None else np.ascontiguousarray(x, np.float32)
+    """The host arrays the programs take: float32 pictures and masks, int32 sizes; style features
+    (``style_features``) as computed, in the compute dtype."""
+    f32 = lambda x: x if x is None or isinstance(x, dict) else np.ascontiguousarray(x, np.float32)
     sizes = None if self.sizes is None else np.ascontiguousarray(self.sizes, np.int32)
     return Batch(f32(self.content), f32(self.style), sizes, f32(self.mask), f32(self.style_person))
 
@@ -297,12 +302,25 @@ class Batch(NamedTuple):
     return None if self.sizes is None else self.sizes[:, 2 + 2 * region:4 + 2 * region]
 
 
+def style_features(params: Params, style: jax.Array, *, cfg: ModelConfig) -> dict[str, jax.Array]:
+  """The style's VGG features that its attention reads (``STYLE_LAYERS``): a ``Batch.style`` that the
+  program does not encode again, for many contents with one style (the studio's live camera)."""
+  feats = encode(params, cfg, style)
+  return {layer: feats[layer] for layer in STYLE_LAYERS}
+
+
 def style_attention(params: Params, cfg: ModelConfig, content_hw: tuple[int, int], content_feats: dict,
-                    content_sizes: jax.Array | None, style: jax.Array, style_sizes: jax.Array | None):
+                    content_sizes: jax.Array | None, style: jax.Array | dict, style_sizes: jax.Array | None):
   """((sanet4_1, sanet5_1), level masks) of the content's queries to one style's keys: the style's VGG
-  pass and both attentions (``attend``), valid positions only when padded (``level_masks``)."""
-  style_feats = encode(params, cfg, style)
-  masks = level_masks(content_hw, content_feats, style.shape[1:3], style_feats, content_sizes, style_sizes)
+  pass (none when ``style`` is already its ``style_features``) and both attentions (``attend``), valid
+  positions only when padded (``level_masks``)."""
+  if isinstance(style, dict):
+    style_feats, style_hw = style, None   # unpadded frames: no level masks, so no image shape needed
+    if content_sizes is not None:
+      raise ValueError("style features are for unpadded contents (no Batch.sizes)")
+  else:
+    style_feats, style_hw = encode(params, cfg, style), style.shape[1:3]
+  masks = level_masks(content_hw, content_feats, style_hw, style_feats, content_sizes, style_sizes)
   return attend(params, cfg, content_feats, style_feats, masks), masks
 
 

@@ -144,6 +144,19 @@ class Runner:
       out = program(self.params, self.place(batch), np.asarray(controls, np.float32))
       return crop_items({k: np.asarray(v) for k, v in out.items()}, batch, count)
 
+  @functools.cached_property
+  def _style_features(self) -> Callable:
+    batch, replicated = sharding.batch_sharding(self.mesh), sharding.replicated(self.mesh)
+    fn = functools.partial(portrait.style_features, cfg=self.cfg)
+    return jax.jit(fn, in_shardings=(replicated, batch), out_shardings=batch)
+
+  def style_features(self, style: np.ndarray) -> dict[str, np.ndarray]:
+    """A host style batch ``[B, H, W, 3]``'s ``portrait.style_features``, on the host: as a ``Batch``'s
+    ``style`` it lets ``stylize`` run many contents with one style and no style VGG pass."""
+    self._say_note()
+    placed = sharding.place_batch(self.mesh, np.ascontiguousarray(style, np.float32))
+    return {k: np.asarray(v) for k, v in self._style_features(self.params, placed).items()}
+
   def prepare(self, batch: Batch) -> dict[str, jax.Array]:
     """The split program's ``prepare`` of a host ``batch``, kept on the devices."""
     with out_of_memory_refused(batch):

@@ -4,7 +4,8 @@ The blend weight of frame t is a centred Gaussian average (σ = ``SMOOTH_SIGMA``
 ``SMOOTH_RADIUS``) of the per-frame blend weights (the program's ``weight``: the person's weight in its
 blend), renormalised at the clip's ends; being centred it adds no lag (frames wait ``SMOOTH_RADIUS``
 frames for their future). ``Flicker`` (mean absolute change between consecutive frames) measures the
-effect. All pure NumPy.
+effect. A live camera has no future frames: ``LiveBlend`` averages the same Gaussian's past half
+(frames t − ``SMOOTH_RADIUS`` .. t), so it adds no wait. All pure NumPy.
 """
 from __future__ import annotations
 
@@ -86,3 +87,29 @@ def blend_smoothed(results: Iterable[dict[str, np.ndarray]], raw: Flicker,
     r = held.popleft()
     smooth.add(mask)
     yield mask[..., None] * r["person"] + (1 - mask[..., None]) * r["background"]
+
+
+class LiveBlend:
+  """Portrait frames of a live stream: each blended with the causal Gaussian average of the last
+  ``radius`` + 1 blend weights (no future frame to wait for), records its flicker. A frame of another
+  shape starts the history again."""
+
+  def __init__(self, radius: int = SMOOTH_RADIUS, sigma: float = SMOOTH_SIGMA):
+    self.weights = temporal_weights(radius, sigma)[:radius + 1]     # offsets −radius..0
+    self.history: collections.deque = collections.deque(maxlen=radius + 1)
+    self.raw, self.smooth = Flicker(), Flicker()
+
+  def reset(self) -> None:
+    self.history.clear()
+    self.raw, self.smooth = Flicker(), Flicker()
+
+  def __call__(self, result: dict[str, np.ndarray]) -> np.ndarray:
+    weight = result["weight"]
+    if self.history and self.history[-1].shape != weight.shape:
+      self.reset()
+    self.history.append(weight)
+    self.raw.add(weight)
+    w = self.weights[-len(self.history):]
+    mask = np.tensordot(w / w.sum(), np.stack(self.history), axes=1).astype(weight.dtype)
+    self.smooth.add(mask)
+    return mask[..., None] * result["person"] + (1 - mask[..., None]) * result["background"]
