@@ -33,8 +33,9 @@ def run(argv, **kw):
 def installed(tmp_path_factory):
   """(the fresh environment's bin folder, the wheel) with the wheel installed there."""
   tmp = tmp_path_factory.mktemp("wheel")
-  run([sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "-q", "-w", tmp / "dist"], cwd=tmp,
-      timeout=BUILD_SECONDS)
+  # A build folder of its own: the checkout's (build/, kept for `pip install -e .`) is left as it is.
+  run([sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "-q", "-w", tmp / "dist",
+       f"--config-settings=build-dir={tmp / 'build'}"], cwd=tmp, timeout=BUILD_SECONDS)
   wheel, = (tmp / "dist").glob("jaxstyle-*.whl")
   run([sys.executable, "-m", "venv", tmp / "fresh"], timeout=120)
   bin_dir = tmp / "fresh" / "bin"
