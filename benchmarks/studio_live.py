@@ -8,7 +8,8 @@
 - **clip**: a ``--clip-seconds`` 720p clip (24 fps, the bundled portrait panning) at the page's default
   size through the studio's clip function (``studio_clip.Clips``, in this process, warm) against the
   CLI (``python -m infer.portrait``, a fresh process, compile cache warm: its second run), wall time.
-- **RSS**: this process's resident memory after a ``--session-seconds`` live session and three clips.
+- **RSS**: this process's resident memory once started, after the first clip, after a
+  ``--session-seconds`` live session and after each of two more clips (bounded, or growing with use).
 Writes one CSV row per measurement with the CPU model (``lscpu``).
 """
 from __future__ import annotations
@@ -83,12 +84,14 @@ def main(argv=None) -> int:
   studio = studio_lib.Studio(None, log=lambda _: None)
   live = studio_live.Live(studio)
   frames = camera_frames()
+  add("rss_started", rss_mib(), "MiB", "the studio's objects made, nothing computed")
   for size in map(int, args.live_sizes.split(",")):
     fps, n = live_fps(live, frames, size, args.live_seconds)
     add(f"live_fps_{size}px", fps, "frames/s", f"portrait mode, {n} frames of 640x480")
     print(rows[-1], flush=True)
 
-  tmp = Path(tempfile.mkdtemp())
+  folder = tempfile.TemporaryDirectory()
+  tmp = Path(folder.name)
   clip = video.pan_clip(image_io.load_image(PORTRAIT), tmp / "clip720.mp4",
                         frames=int(24 * args.clip_seconds), hw=(720, 1280), rate=24)
   studio.results_dir = tmp / "results"
@@ -108,13 +111,16 @@ def main(argv=None) -> int:
         (", compile cache warm" if run == "second" else ""))
     print(rows[-1], flush=True)
 
-  # Memory: a live session at 256 px, then three clips (the one above counts as the first).
+  # Memory: a live session at 256 px, then three clips (the one above counts as the first); the RSS
+  # after each step shows whether it grows with use.
+  add("rss_after_first_clip", rss_mib(), "MiB", "after the live rates and the first clip")
   live_fps(live, frames, 256, args.session_seconds)
-  for _ in range(2):
+  add("rss_after_live_session", rss_mib(), "MiB", f"after {args.session_seconds:g} s live at 256 px")
+  for n in (2, 3):
     clips.stylize("bench", studio_lib.Upload(clip), studio_lib.Upload(STYLE), settings)
-  add("rss_after_session_and_3_clips", rss_mib(), "MiB",
-      f"{args.session_seconds:g} s live at 256 px and three {args.clip_seconds:g} s clips")
-  print(rows[-1], flush=True)
+    add(f"rss_after_clip_{n}", rss_mib(), "MiB", f"{args.clip_seconds:g} s clips")
+  print(rows[-4:], flush=True)
+  folder.cleanup()
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)
   with open(args.out, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))

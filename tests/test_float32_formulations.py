@@ -1,0 +1,24 @@
+"""The float32 formulation benchmark's pure parts: the ISA cap reaches both libraries, rounds alternate."""
+import pytest
+
+from benchmarks import float32_formulations as bench
+
+
+def test_a_cap_sets_onednns_and_xlas_isa_and_native_sets_neither(monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+  monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+  capped = bench.cap_environment("AVX2")
+  assert capped["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+  assert capped["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=AVX2"
+  native = bench.cap_environment("native")
+  assert "ONEDNN_MAX_CPU_ISA" not in native
+  assert native["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
+  with pytest.raises(KeyError):
+    bench.cap_environment("AVX512_CORE_AMX")
+
+
+def test_every_other_round_runs_the_calls_in_reverse_order():
+  order = []
+  times = bench.alternated({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3)
+  assert order == ["a", "b", "b", "a", "a", "b"]
+  assert [len(t) for t in times.values()] == [3, 3]
