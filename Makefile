@@ -56,8 +56,9 @@ $(DEMO_CLIP): examples/content/astronaut.jpg | setup
 	$(PY) -m jaxstyle.io.video pan $< $@ --frames 12 --width 96 --height 128 --rate 12
 
 # loadgroup: the tests of one xdist_group (the Ray engine's, which share one local cluster) run on one worker.
+# --durations: the 15 slowest tests in the log, to keep CI short.
 test: setup-test
-	$(PY) -m pytest -n 2 --dist loadgroup -q tests
+	$(PY) -m pytest -n 2 --dist loadgroup -q --durations=15 tests
 
 bench: setup-test
 	$(PY) -m benchmarks.portrait_bench --sizes 256,512,1024

@@ -49,14 +49,15 @@ def write_y4m(path: Path, frames: list[np.ndarray], rate: int) -> Path:
   return path
 
 
-def wait_for(condition, what: str):
-  deadline = time.monotonic() + WAIT
+def wait_for(condition, what: str, timeout: float = WAIT, interval: float = 0.5):
+  """``condition()``'s first true value, polled every ``interval`` s (also the browser test's)."""
+  deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:
     value = condition()
     if value:
       return value
-    time.sleep(0.5)
-  raise RuntimeError(f"timed out waiting for {what}")
+    time.sleep(interval)
+  raise TimeoutError(f"timed out waiting for {what}")
 
 
 def shoot(driver, elem_id: str, path: Path) -> None:

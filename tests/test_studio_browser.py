@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks import studio_media_shots as media_shots
 from jaxstyle.io import assets
 from jaxstyle.io import image_io
 from test_multiprocess import free_port
@@ -87,13 +88,7 @@ def browser(tmp_path_factory):
 
 
 def wait_for(condition, what: str):
-  deadline = time.monotonic() + WAIT
-  while time.monotonic() < deadline:
-    value = condition()
-    if value:
-      return value
-    time.sleep(0.25)
-  pytest.fail(f"timed out waiting for {what}")
+  return media_shots.wait_for(condition, what, WAIT, 0.25)
 
 
 def result_src(driver) -> str | None:
