@@ -234,5 +234,8 @@ def test_actor_counts_and_resources():
   assert ray_engine.actor_resources(two_cpu_nodes, (1, 4))[:2] == ({"num_cpus": 2}, (1, 4))
   gpus = [{"CPU": 16.0, "GPU": 4.0}, {"CPU": 16.0, "GPU": 4.0}]
   assert ray_engine.actor_resources(gpus, None)[:2] == ({"num_gpus": 1}, (8, 8))
+  assert ray_engine.actor_resources(gpus, (2, 12))[:2] == ({"num_gpus": 1}, (2, 12))
+  with pytest.raises(UsageError, match="has 8 GPUs and an actor takes one"):
+    ray_engine.actor_resources(gpus, (9, 9))
   with pytest.raises(UsageError, match="no CPU or GPU"):
     ray_engine.actor_resources([{"memory": 1e9}], None)

@@ -200,6 +200,9 @@ def test_a_clip_is_stylised_by_the_cli_code_and_a_cancelled_or_too_long_one_leav
   assert [p.done for p in seen] == list(range(1, 9)) and seen[-1].total == 8 and seen[-1].eta_s == 0
   assert out.flicker is not None and out.flicker[1] <= out.flicker[0]
 
+  clips.cancel("closed tab")     # a tab without a running clip (the page's unload) leaves nothing behind
+  assert not clips._cancelled   # pylint: disable=protected-access
+
   def cancel_at_three(p):
     if p.done == 3:
       clips.cancel("tab")

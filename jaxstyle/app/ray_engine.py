@@ -20,8 +20,8 @@ and last line as a local run, and the progress bar with images/s and ETA.
   ``MIN-MAX`` for Ray Data to scale between.
 - Failures: an actor whose process dies is restarted and its task retried (up to ``TASK_RETRIES``
   times, so a pair that kills its worker every time ends the job instead of looping); a retried task
-  skips the pairs whose files its earlier attempt finished, and every file is written atomically, so
-  each output is written once and whole. Any other error in an actor (weights that do not load, a
+  skips the pairs whose files its earlier attempt finished (with ``--overwrite`` it writes them
+  again), and every file is written atomically, so each output is whole and none is lost. Any other error in an actor (weights that do not load, a
   non-finite result, a run of one pair with a bad content) is sent back and raised by the driver, as
   the local engine would raise it.
 - The actors' own lines (compiling, dtype) come back with their results and are logged by the driver.
@@ -97,6 +97,9 @@ def actor_resources(nodes: Sequence[dict[str, float]], actors: tuple[int, int] |
   gpus = int(sum(n.get("GPU", 0) for n in nodes))
   if gpus:
     lo, hi = actors or (gpus, gpus)
+    if lo > gpus:   # Ray would wait for GPUs that are not there, without a word
+      raise UsageError(f"--ray-actors: the Ray cluster has {gpus} GPU{'s' * (gpus > 1)} and an actor takes one; "
+                       f"ask for at most {gpus} (or a range {min(lo, gpus)}-{hi} to grow into)")
     return {"num_gpus": 1}, (lo, hi), "one GPU each"
   cpus = [int(n["CPU"]) for n in nodes if n.get("CPU", 0) >= 1]
   if not cpus:
@@ -277,8 +280,9 @@ class RayEngine:
     except ray.exceptions.RayError as e:
       raise EngineStopped(f"the Ray job stopped ({str(e).strip().splitlines()[0]}); the pairs written "
                           "are kept: run the same command again to resume") from None
-    finally:
-      plan_lib.remove_partials(plan.todo)   # a killed attempt's temporary files (no one writes now)
+    # A killed attempt's temporary files, now that every task has ended. A stopped run leaves them to
+    # the next run's plan (other actors may still be writing), as a killed local run does.
+    plan_lib.remove_partials(plan.todo)
     return written
 
   @staticmethod
@@ -288,11 +292,14 @@ class RayEngine:
     for lines in rows["log"]:
       for line in filter(None, lines.split("\n")):
         log(line)
+    errors = [pickle.loads(e) for e in rows["error"] if e]
     for i, status, seconds, reason in zip(rows["pair"], rows["status"], rows["seconds"], rows["reason"]):
+      job = plan.todo[int(i)]
       if status:
-        job = plan.todo[int(i)]
         records.record(job, status, float(seconds), reason or None)
         if status == writing.DONE:
           written += job.outputs
-    for error in filter(None, rows["error"]):
-      raise pickle.loads(error)
+      elif not errors:    # never silently short: a task without an error has every pair's outcome
+        raise RuntimeError(f"the Ray actor returned no outcome for {job.outputs[0]}")
+    if errors:
+      raise errors[0]

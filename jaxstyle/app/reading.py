@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import time
 from typing import Callable, Iterator, Sequence
 
@@ -76,7 +75,9 @@ def plan_units(plan: Plan, size: int | None, threads: int,
                fail: Callable[[Sequence[Job], ImageError, float], None]) -> list[Unit]:
   """The plan's pairs to do as units grouped by bucket (in order of first appearance), from the
   contents' headers; the pairs of a content whose header is refused go to ``fail``."""
-  by_content = {c: list(group) for c, group in itertools.groupby(plan.todo, key=lambda j: j.content)}
+  by_content: dict[int, list[Job]] = {}
+  for job in plan.todo:     # wherever a content's pairs stand (the Ray engine's are in bucket order)
+    by_content.setdefault(job.content, []).append(job)
   order = list(by_content)
   probes = threaded_map(lambda c: attempt(sources.probe, plan.contents[c], size), order, threads)
   groups: dict[Bucket, list[Unit]] = {}
@@ -84,7 +85,10 @@ def plan_units(plan: Plan, size: int | None, threads: int,
     if error is not None:
       fail(by_content[c], error, seconds)
       continue
-    for style_key, jobs in itertools.groupby(by_content[c], key=lambda j: style_buckets(plan, j.style)):
+    by_style: dict[tuple, list[Job]] = {}
+    for job in by_content[c]:
+      by_style.setdefault(style_buckets(plan, job.style), []).append(job)
+    for style_key, jobs in by_style.items():
       key = (buckets.content_bucket(hw), style_key)
       groups.setdefault(key, []).append(Unit(plan.contents[c], tuple(jobs), key, hw))
   return [unit for units in groups.values() for unit in units]

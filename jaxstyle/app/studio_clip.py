@@ -77,10 +77,13 @@ class Clips:
     self.studio, self.max_seconds, self.log = studio, max_seconds, log
     self._one = threading.Lock()
     self._cancelled: set[str] = set()
+    self._running: set[str] = set()
 
   def cancel(self, tab: str) -> None:
-    """Stops ``tab``'s clip at its next frame (or the one it has queued when it starts)."""
-    self._cancelled.add(tab)
+    """Stops ``tab``'s running clip at its next frame. A queued one is Gradio's to cancel (the page's
+    button cancels its event); a tab without a running clip leaves nothing behind here."""
+    if tab in self._running:
+      self._cancelled.add(tab)
 
   def stylize(self, tab: str, clip: studio_lib.Upload, style: studio_lib.Upload, settings: Settings, *,
               on_progress: Callable[[Progress], None] | None = None) -> ClipResult:
@@ -91,7 +94,8 @@ class Clips:
     if not video.is_video(src):
       raise UsageError(f"{clip.label()}: not a video file (one of {', '.join(sorted(VIDEO_SUFFIXES))})")
     with self._one:
-      self._cancelled.discard(tab)    # a cancel meant for a clip that never started
+      self._cancelled.discard(tab)    # a cancel that came as the last clip of the tab ended
+      self._running.add(tab)
       folder = self._results_folder()
       try:
         return self._run(tab, src, clip.label(), style, settings, folder, on_progress)
@@ -99,6 +103,7 @@ class Clips:
         shutil.rmtree(folder, ignore_errors=True)
         raise
       finally:
+        self._running.discard(tab)
         self._cancelled.discard(tab)
 
   def _results_folder(self) -> Path:
