@@ -3,7 +3,7 @@
 For each program (plain, portrait) and size, batch 1, random weights of a ``model.MODEL_CONFIGS`` model
 (``experiments.scaling.random_params``), in one process:
 
-1. JAX: the float32 program (``formulation="auto"``: oneDNN on AVX-512, else XLA's convolutions) and the bfloat16 program (``formulation="auto"``, which
+1. JAX: the float32 program (XLA's convolutions) and the bfloat16 program (``formulation="auto"``, which
    is oneDNN on CPUs with bf16 units: ``jaxstyle/nets/onednn.py``), compiled ahead of time, one warm-up.
 2. PyTorch eager (``benchmarks/torch_portrait.py``, the same weights): float32, and bfloat16 with
    ``channels_last`` (what runs PyTorch's convolutions on oneDNN's AMX kernels); SDPA attention in both.

@@ -2,9 +2,9 @@
 
     python -m benchmarks.float32_formulations --caps native,AVX512_CORE,AVX2 --size 512 --repeats 5
 
-Where ``auto`` computes in float32 (no AVX512-BF16 or AMX: most laptops, many servers), which
-convolutions should it take: XLA's (``"same"``: YNNPACK) or oneDNN's? What ``onednn.float32_is_faster``
-rests on. This measures, per ISA cap, the float32 plain and portrait programs (random weights of the default model, batch 1) with ``formulation="same"`` against
+Where ``auto`` computes in float32 (no AVX512-BF16 or AMX: most laptops, many servers), the program's
+convolutions are XLA's (``"same"``: YNNPACK). This measures, per ISA cap, the float32 plain and portrait
+programs (random weights of the default model, batch 1) with ``formulation="same"`` against
 ``"onednn"``: each compiled ahead of time, their outputs compared (max |Δ image|), then ``--repeats``
 rounds of one call of each in turn, every other round in reverse order; the median call and the median
 of the per-round ratios. A cap runs in a process of its own, as the environment must be set before

@@ -17,7 +17,7 @@ and the median of the per-round ratios to the first variant:
   zero-padded to 16 channels; each first checked against the float32 formulation.
 
 bf16 where oneDNN has bf16 kernels on this CPU (AMX, AVX512-BF16), else float32 with the ``"onednn"``
-formulation named explicitly (which ``"auto"`` takes on AVX-512 only): the mechanism's cost, not the
+formulation named explicitly (``"auto"`` keeps XLA's convolutions there): the mechanism's cost, not the
 program's. The CPU model and its bf16 flags go beside every row of ``--out``::
 
     python -m benchmarks.onednn_kernels --size 512 --repeats 5

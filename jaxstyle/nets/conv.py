@@ -15,9 +15,8 @@ padding (reflection or zeros). Three formulations, tested equal (``tests/test_co
   (it computes bf16 convolutions in float32). Zero padding is oneDNN's own; reflection is padded first.
 
 ``formulation="auto"`` is ``"xla"`` off the CPU; on the CPU it is ``"onednn"`` for bfloat16 where oneDNN
-finds bf16 dot-product instructions at run time (``onednn.has_bf16_units``), and for float32 where
-its AVX-512 kernels run (``onednn.float32_is_faster``: faster there, slower than XLA's on AVX2); else
-``"same"``. With ``"same"`` and ``"onednn"``, a 3×3 conv of a nearest ×2 upsample (the
+finds bf16 dot-product instructions at run time (``onednn.has_bf16_units``), else ``"same"``
+(float32 keeps its XLA path). With ``"same"`` and ``"onednn"``, a 3×3 conv of a nearest ×2 upsample (the
 decoder) never forms the upsampled image (``upsample_conv``).
 """
 from __future__ import annotations
@@ -46,8 +45,6 @@ def resolve_formulation(formulation: str, dtype=None) -> str:
     return "xla"
   if dtype is not None and jnp.dtype(dtype) == jnp.bfloat16 and _onednn_bf16():
     return "onednn"
-  if dtype is not None and jnp.dtype(dtype) == jnp.float32 and _onednn_float32():
-    return "onednn"
   return "same"
 
 
@@ -60,11 +57,6 @@ def _onednn_bf16() -> bool:
   if why is not None:
     logging.getLogger(__name__).warning("jaxstyle: bf16 convolutions run on XLA, not oneDNN: %s", why)
   return why is None
-
-
-@functools.cache
-def _onednn_float32() -> bool:
-  return onednn.unavailable() is None and onednn.float32_is_faster(onednn.cpu_isa())
 
 
 def pad(x: jax.Array, p: int, mode: str, axes: tuple[int, ...] = (1, 2)) -> jax.Array:

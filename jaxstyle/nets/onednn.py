@@ -109,13 +109,6 @@ def has_bf16_units() -> bool:
   return cpu_isa() in BF16_ISAS
 
 
-def float32_is_faster(isa: str | None) -> bool:
-  """Whether oneDNN's float32 convolutions beat XLA's on a CPU whose oneDNN ISA is ``isa``: on AVX-512
-  (``avx512_core*``), measured 1.05–1.09× the inference programs and 1.5–1.9× the train step, each
-  compiling in ~60% of the time; on AVX2 0.63–0.68× (docs/scaling.md, docs/runs/float32_formulations.csv)."""
-  return isa is not None and isa.startswith("avx512_core")
-
-
 def conv_implementation(dtype, h: int, w: int, c: int, d: int, k: int = 3) -> str | None:
   """oneDNN's kernel for a zero-padded ``k×k`` convolution of a ``[1, h, w, c]`` input to ``d``
   channels (``"brgconv:avx512_core_amx"``, …): what benchmarks print; None where there is none."""
