@@ -42,21 +42,11 @@ def cap_environment(cap: str) -> dict[str, str]:
   return env
 
 
-def alternated(calls: dict, repeats: int) -> dict[str, list[float]]:
-  """Seconds of ``repeats`` rounds of one call of each of ``calls``, every other round reversed."""
-  times = {name: [] for name in calls}
-  for r in range(repeats):
-    for name in (list(calls) if r % 2 == 0 else list(reversed(calls))):
-      t0 = time.perf_counter()
-      calls[name]()
-      times[name].append(time.perf_counter() - t0)
-  return times
-
-
 def measure(programs: list[str], size: int, repeats: int) -> list[dict]:
   """The rows of this process (its ISA cap already in its environment)."""
   import jax  # pylint: disable=g-import-not-at-top  (after the cap is in the environment)
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from benchmarks import onednn_kernels  # pylint: disable=g-import-not-at-top
   from benchmarks import portrait_bench  # pylint: disable=g-import-not-at-top
   from experiments import scaling  # pylint: disable=g-import-not-at-top
   from jaxstyle.nets import model as model_lib  # pylint: disable=g-import-not-at-top
@@ -82,7 +72,7 @@ def measure(programs: list[str], size: int, repeats: int) -> list[dict]:
       calls[formulation] = lambda c=compiled: jax.block_until_ready(c(*call_args))
       images[formulation] = np.asarray(calls[formulation]()["image"], np.float32)
       first[formulation] = time.perf_counter() - t0
-    times = alternated(calls, repeats)
+    times = onednn_kernels.alternated({f: (lambda: None, call) for f, call in calls.items()}, repeats)
     load_after = portrait_bench.load_average()
     for formulation in FORMULATIONS:
       ratio = statistics.median(s / o for s, o in zip(times["same"], times[formulation]))

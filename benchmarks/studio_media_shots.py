@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks import studio_live
 from benchmarks.collection_throughput import free_port
 from benchmarks.studio_bench import start_server
 from jaxstyle.io import assets
@@ -27,13 +28,6 @@ from jaxstyle.io import video
 EXAMPLES = assets.root() / "examples"
 PORTRAIT = EXAMPLES / "content" / "grace_hopper.jpg"
 WAIT = 600   # seconds for the page to show a result: the first request of a size compiles
-
-
-def pan_frames(frames: int, hw: tuple[int, int], rate: int, folder: Path) -> tuple[Path, list[np.ndarray]]:
-  """The bundled portrait panning, as an MP4 and as its decoded frames."""
-  path = video.pan_clip(image_io.load_image(PORTRAIT), folder / "pan.mp4", frames=frames, hw=hw, rate=rate)
-  with video.av.open(str(path)) as c:
-    return path, [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
 
 
 def write_y4m(path: Path, frames: list[np.ndarray], rate: int) -> Path:
@@ -82,10 +76,10 @@ def main() -> None:
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
     tmp = Path(tmp)
-    _, camera_frames = pan_frames(60, (480, 640), 30, tmp)
-    camera = write_y4m(tmp / "camera.y4m", camera_frames, 30)
+    camera = write_y4m(tmp / "camera.y4m", studio_live.camera_frames(60), 30)
     (tmp / "clip").mkdir()
-    clip, _ = pan_frames(int(24 * args.clip_seconds), (720, 1280), 24, tmp / "clip")
+    clip = video.pan_clip(image_io.load_image(PORTRAIT), tmp / "clip" / "pan.mp4",
+                          frames=int(24 * args.clip_seconds), hw=(720, 1280), rate=24)
     port = free_port()
     server = start_server(port, tmp / "server.log")
     options = webdriver.ChromeOptions()

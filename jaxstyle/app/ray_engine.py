@@ -21,9 +21,9 @@ and last line as a local run, and the progress bar with images/s and ETA.
 - Failures: an actor whose process dies is restarted and its task retried (up to ``TASK_RETRIES``
   times, so a pair that kills its worker every time ends the job instead of looping); a retried task
   skips the pairs whose files its earlier attempt finished (with ``--overwrite`` it writes them
-  again), and every file is written atomically, so each output is whole and none is lost. Any other error in an actor (weights that do not load, a
-  non-finite result, a run of one pair with a bad content) is sent back and raised by the driver, as
-  the local engine would raise it.
+  again), and every file is written atomically, so each output is whole and none is lost. Any other
+  error in an actor (weights that do not load, a non-finite result, a run of one pair with a bad
+  content) is sent back and raised by the driver, as the local engine would raise it.
 - The actors' own lines (compiling, dtype) come back with their results and are logged by the driver.
 - Ray is imported only here and only when this engine is chosen (``pip install 'jaxstyle[ray]'``).
 """

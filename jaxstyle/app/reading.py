@@ -71,13 +71,21 @@ def style_buckets(plan: Plan, style: int) -> tuple[tuple[int, int], ...]:
   return tuple(buckets.style_bucket(p[style].shape[:2]) for p in pictures)
 
 
+def _grouped(jobs: Sequence[Job], key: Callable[[Job], object]) -> dict[object, list[Job]]:
+  """``jobs`` by ``key``, the keys in order of first appearance (``itertools.groupby`` groups only
+  neighbours)."""
+  groups: dict[object, list[Job]] = {}
+  for job in jobs:
+    groups.setdefault(key(job), []).append(job)
+  return groups
+
+
 def plan_units(plan: Plan, size: int | None, threads: int,
                fail: Callable[[Sequence[Job], ImageError, float], None]) -> list[Unit]:
   """The plan's pairs to do as units grouped by bucket (in order of first appearance), from the
   contents' headers; the pairs of a content whose header is refused go to ``fail``."""
-  by_content: dict[int, list[Job]] = {}
-  for job in plan.todo:     # wherever a content's pairs stand (the Ray engine's are in bucket order)
-    by_content.setdefault(job.content, []).append(job)
+  # Grouped wherever a content's pairs stand (the Ray engine's come in bucket order).
+  by_content = _grouped(plan.todo, lambda j: j.content)
   order = list(by_content)
   probes = threaded_map(lambda c: attempt(sources.probe, plan.contents[c], size), order, threads)
   groups: dict[Bucket, list[Unit]] = {}
@@ -85,10 +93,7 @@ def plan_units(plan: Plan, size: int | None, threads: int,
     if error is not None:
       fail(by_content[c], error, seconds)
       continue
-    by_style: dict[tuple, list[Job]] = {}
-    for job in by_content[c]:
-      by_style.setdefault(style_buckets(plan, job.style), []).append(job)
-    for style_key, jobs in by_style.items():
+    for style_key, jobs in _grouped(by_content[c], lambda j: style_buckets(plan, j.style)).items():
       key = (buckets.content_bucket(hw), style_key)
       groups.setdefault(key, []).append(Unit(plan.contents[c], tuple(jobs), key, hw))
   return [unit for units in groups.values() for unit in units]
